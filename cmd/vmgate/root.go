@@ -1,0 +1,107 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/viper"
+	"gopkg.in/yaml.v3"
+
+	"github.com/vmgate/vmgate/internal/config"
+)
+
+// globalOptions are the flags every command shares.
+type globalOptions struct {
+	configPath string
+	logLevel   string
+	logFormat  string
+}
+
+func newRootCommand() *cobra.Command {
+	var g globalOptions
+	root := &cobra.Command{
+		Use:   "vmgate",
+		Short: "Run only virtual machine images that a trusted endorser currently vouches for",
+		Long: `vmgate keeps a hypervisor's endorsed-image policy.
+
+It syncs the signed image lists (HEPiX format) of the endorsers a site subscribes to,
+verifies and checks them, keeps an auditable history, and compiles the snapshot that the
+libvirt hook (vmgate-hook) consults at every VM start.
+
+Configuration: --config, else $VMGATE_CONFIG, else ` + config.DefaultPath + `.
+Any scalar key can be overridden by VMGATE_<KEY> (for example VMGATE_STATE_DIR).
+
+Exit codes: 0 done, 1 refused or invalid (see each command), 2 error.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		Version:       version,
+	}
+	root.PersistentFlags().StringVar(&g.configPath, "config", "", "configuration file (default $VMGATE_CONFIG or "+config.DefaultPath+")")
+	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	root.PersistentFlags().StringVar(&g.logFormat, "log-format", "text", "log format: text or json")
+	root.AddCommand(
+		newSyncCommand(&g),
+		newImagesCommand(&g),
+		newListCommand(&g),
+	)
+	return root
+}
+
+// logger builds the one logger of this process; commands pass it down.
+func (g *globalOptions) logger() (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(g.logLevel)); err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	switch g.logFormat {
+	case "text":
+		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format %q: want text or json", g.logFormat)
+}
+
+// loadConfig finds the configuration file, lets VMGATE_* variables override its scalar keys
+// and decodes the result with the same strict decoder the hook uses.
+func (g *globalOptions) loadConfig() (*config.Config, error) {
+	path := g.configPath
+	if path == "" {
+		path = os.Getenv("VMGATE_CONFIG")
+	}
+	if path == "" {
+		path = config.DefaultPath
+	}
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w (give --config or set VMGATE_CONFIG)", err)
+	}
+	v := viper.New()
+	v.SetConfigType("yaml")
+	if err := v.ReadConfig(bytes.NewReader(raw)); err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	v.SetEnvPrefix("VMGATE")
+	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_"))
+	v.AutomaticEnv()
+	// viper only overrides keys it knows of, so name every scalar key.
+	for _, key := range config.ScalarKeys() {
+		if err := v.BindEnv(key); err != nil {
+			return nil, err
+		}
+	}
+	merged, err := yaml.Marshal(v.AllSettings())
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	c, err := config.Parse(merged)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return c, nil
+}

@@ -1,0 +1,205 @@
+// Package config defines vmgate's configuration file, its defaults and its validation.
+//
+// There is one decoder (strict YAML, unknown keys rejected) shared by the vmgate command and
+// the hook, so the two can never read the same file differently. The vmgate command layers
+// VMGATE_* environment overrides on top (see cmd/vmgate); the hook reads the file only,
+// because libvirt runs hooks with an almost empty environment.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// DefaultPath is where the hook and the vmgate command look when neither --config nor
+// VMGATE_CONFIG names a file.
+const DefaultPath = "/etc/vmgate/vmgate.yaml"
+
+// Defaults that the issue contract and DESIGN.md fix.
+const (
+	DefaultStateDir  = "/var/lib/vmgate"
+	DefaultMaxAge    = 720 * time.Hour
+	DefaultRefresh   = time.Hour
+	DefaultMaxSize   = 64 << 20 // bytes fetched for one list, signature or bundle
+	DefaultClockSkew = 5 * time.Minute
+	DefaultTimeout   = 60 * time.Second
+)
+
+// Config is the whole configuration file.
+type Config struct {
+	// StateDir holds everything vmgate keeps on this node.
+	StateDir string `yaml:"state_dir"`
+	// ClockSkew is how far in the future a list's dc:date:created may lie before the list
+	// is refused.
+	ClockSkew time.Duration `yaml:"clock_skew"`
+	// Subscriptions are the endorsers' image lists this site trusts.
+	Subscriptions []Subscription `yaml:"subscriptions"`
+}
+
+// Subscription is one endorser's signed image list.
+type Subscription struct {
+	Name         string        `yaml:"name"`
+	URL          string        `yaml:"url"`
+	Identifier   string        `yaml:"identifier"`
+	CosignKeys   []string      `yaml:"cosign_keys"`
+	SignatureURL string        `yaml:"signature_url"`
+	BundleURL    string        `yaml:"bundle_url"`
+	MaxAge       time.Duration `yaml:"max_age"`
+	Refresh      time.Duration `yaml:"refresh"`
+	Token        string        `yaml:"token"`
+	// CAFile adds a PEM bundle to the system CAs for this subscription's HTTPS fetches.
+	CAFile string `yaml:"ca_file"`
+	// MaxSize caps the bytes fetched for the list and for its signature or bundle.
+	MaxSize int64 `yaml:"max_size"`
+	// Timeout bounds one HTTP request.
+	Timeout time.Duration `yaml:"timeout"`
+}
+
+// Paths are the files under StateDir; every component reaches them through here so that
+// tests can point a whole vmgate at a temporary directory.
+type Paths struct{ Root string }
+
+// PolicyDir holds the accepted lists, the state and the history.
+func (p Paths) PolicyDir() string { return filepath.Join(p.Root, "policy") }
+
+// Snapshot is the compiled file the hook reads.
+func (p Paths) Snapshot() string { return filepath.Join(p.Root, "snapshot.db") }
+
+// Paths returns the state directory layout.
+func (c *Config) Paths() Paths { return Paths{Root: c.StateDir} }
+
+var nameRE = regexp.MustCompile(`^[a-z0-9-]+$`)
+
+// Parse decodes a configuration file, fills defaults and validates it. Errors name the key.
+func Parse(data []byte) (*Config, error) {
+	var c Config
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) { // an empty file means all defaults
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	c.fillDefaults()
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+// Load reads and parses the file at path.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	c, err := Parse(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return c, nil
+}
+
+func (c *Config) fillDefaults() {
+	if c.StateDir == "" {
+		c.StateDir = DefaultStateDir
+	}
+	if c.ClockSkew == 0 {
+		c.ClockSkew = DefaultClockSkew
+	}
+	for i := range c.Subscriptions {
+		s := &c.Subscriptions[i]
+		if s.MaxAge == 0 {
+			s.MaxAge = DefaultMaxAge
+		}
+		if s.Refresh == 0 {
+			s.Refresh = DefaultRefresh
+		}
+		if s.MaxSize == 0 {
+			s.MaxSize = DefaultMaxSize
+		}
+		if s.Timeout == 0 {
+			s.Timeout = DefaultTimeout
+		}
+		if s.SignatureURL == "" && s.BundleURL == "" {
+			s.SignatureURL = s.URL + ".sig"
+		}
+	}
+}
+
+// Validate checks every key and names the offending one.
+func (c *Config) Validate() error {
+	if !filepath.IsAbs(c.StateDir) {
+		return fmt.Errorf("config: state_dir %q must be an absolute path", c.StateDir)
+	}
+	if c.ClockSkew < 0 {
+		return fmt.Errorf("config: clock_skew must not be negative")
+	}
+	seen := map[string]bool{}
+	for i, s := range c.Subscriptions {
+		where := fmt.Sprintf("config: subscriptions[%d]", i)
+		if s.Name != "" {
+			where = fmt.Sprintf("config: subscription %q", s.Name)
+		}
+		if !nameRE.MatchString(s.Name) {
+			return fmt.Errorf("%s: name %q must match [a-z0-9-]+", where, s.Name)
+		}
+		if seen[s.Name] {
+			return fmt.Errorf("%s: name is used twice", where)
+		}
+		seen[s.Name] = true
+		if err := checkURL(s.URL); err != nil {
+			return fmt.Errorf("%s: url: %w", where, err)
+		}
+		for key, u := range map[string]string{"signature_url": s.SignatureURL, "bundle_url": s.BundleURL} {
+			if u == "" {
+				continue
+			}
+			if err := checkURL(u); err != nil {
+				return fmt.Errorf("%s: %s: %w", where, key, err)
+			}
+		}
+		if len(s.CosignKeys) == 0 {
+			return fmt.Errorf("%s: cosign_keys: at least one endorser public key is required", where)
+		}
+		for _, k := range s.CosignKeys {
+			if !filepath.IsAbs(k) {
+				return fmt.Errorf("%s: cosign_keys: %q must be an absolute path", where, k)
+			}
+		}
+		if s.MaxAge < 0 || s.Refresh < 0 || s.Timeout < 0 || s.MaxSize < 0 {
+			return fmt.Errorf("%s: max_age, refresh, timeout and max_size must not be negative", where)
+		}
+		if s.CAFile != "" && !filepath.IsAbs(s.CAFile) {
+			return fmt.Errorf("%s: ca_file %q must be an absolute path", where, s.CAFile)
+		}
+	}
+	return nil
+}
+
+func checkURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return err
+	}
+	switch u.Scheme {
+	case "https":
+		if u.Host == "" {
+			return fmt.Errorf("%q has no host", raw)
+		}
+	case "file":
+		if u.Path == "" || !filepath.IsAbs(u.Path) {
+			return fmt.Errorf("%q must name an absolute path (file:///…)", raw)
+		}
+	default:
+		return fmt.Errorf("%q: only https:// and file:// are accepted", raw)
+	}
+	return nil
+}

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs what vmgate's tests, benchmarks and demo need, when it is missing. Used by
+# `make test`, `make bench`, `make demo` and so by .ci/run. Safe to run again.
+set -euo pipefail
+
+COSIGN_VERSION=v2.6.5
+DEBIAN_PACKAGES=(openssl ca-certificates hyperfine)
+
+missing=()
+for p in "${DEBIAN_PACKAGES[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+	if [[ $(id -u) -ne 0 ]]; then
+		echo "deps: missing Debian packages: ${missing[*]}; run as root or install them" >&2
+		exit 1
+	fi
+	echo "deps: installing ${missing[*]}"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq
+	apt-get install -y -qq -o Dpkg::Options::=--force-confold "${missing[@]}" >/dev/null
+fi
+
+# The real cosign CLI, for interoperability tests and benchmarks.
+gobin=$(go env GOPATH)/bin
+if ! "$gobin/cosign" version 2>/dev/null | grep -q "GitVersion:.*${COSIGN_VERSION#v}"; then
+	echo "deps: building cosign ${COSIGN_VERSION} (takes a few minutes the first time)"
+	GOFLAGS=-buildvcs=false go install "github.com/sigstore/cosign/v2/cmd/cosign@${COSIGN_VERSION}"
+fi
