@@ -4,7 +4,7 @@
 set -euo pipefail
 
 COSIGN_VERSION=v2.6.5
-DEBIAN_PACKAGES=(openssl ca-certificates hyperfine)
+DEBIAN_PACKAGES=(openssl ca-certificates hyperfine qemu-utils)
 
 missing=()
 for p in "${DEBIAN_PACKAGES[@]}"; do

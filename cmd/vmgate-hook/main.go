@@ -1,13 +1,30 @@
-// Command vmgate-hook is the libvirt qemu hook. libvirtd runs it at every domain start, so its
-// import graph is kept small: no cosign, no gophercloud, no viper.
+// Command vmgate-hook is the libvirt qemu hook: libvirtd runs it at every domain operation,
+// and it refuses to start a domain whose image is not endorsed now. Installed as
+// /etc/libvirt/hooks/qemu.d/vmgate by `vmgate hook install`.
+//
+// It runs on every VM start on every node, so its import graph is kept small: no cosign, no
+// gophercloud, no viper (TestHookImportGraph guards this).
 package main
 
 import (
-	"fmt"
 	"os"
+	"time"
+
+	"github.com/vmgate/vmgate/internal/hook"
 )
 
+// version is set at build time with -ldflags "-X main.version=…".
+var version = "dev"
+
 func main() {
-	fmt.Fprintln(os.Stderr, "vmgate-hook: TODO")
-	os.Exit(1)
+	host, _ := os.Hostname()
+	os.Exit(hook.Run(hook.Env{
+		Args:     os.Args[1:],
+		Stdin:    os.Stdin,
+		Stderr:   os.Stderr,
+		Getenv:   os.Getenv,
+		Now:      time.Now,
+		Hostname: host,
+		Version:  version,
+	}))
 }

@@ -1,7 +1,93 @@
 package main
 
-import "github.com/spf13/cobra"
+import (
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/vmgate/vmgate/internal/admission"
+	"github.com/vmgate/vmgate/internal/imagehash"
+	"github.com/vmgate/vmgate/internal/policy"
+)
 
 func newSyncCommand(g *globalOptions) *cobra.Command {
-	return &cobra.Command{Use: "sync", Short: "TODO"}
+	return &cobra.Command{
+		Use:   "sync",
+		Short: "Fetch, verify and check every subscription's image list; write the snapshot",
+		Long: `sync makes one pass over every subscription: it fetches the image list and its
+signature, verifies the signature against the subscription's keys before reading anything,
+checks the list (identifier, dates, max_age, version never going back, duplicates), records
+what changed in the history, and writes a new snapshot for the hook.
+
+With image_dirs configured, it then hashes the files in them that it has not hashed yet,
+so that a VM's first start does not wait for its base image to be read.
+
+A refused list changes nothing: the last accepted list of that subscription stays in force
+until it expires. The snapshot is written for the others all the same.
+
+Exit codes: 0 every list accepted or unchanged, 1 a list was refused (stderr names the
+subscription, the cause and what to do), 2 vmgate could not run or record the sync.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := g.loadConfig()
+			if err != nil {
+				return err
+			}
+			log, err := g.logger()
+			if err != nil {
+				return err
+			}
+			rep, err := (&policy.Syncer{Config: cfg, Log: log}).Run(cmd.Context())
+			if err != nil {
+				return err
+			}
+			printSyncReport(cmd.OutOrStdout(), cmd.ErrOrStderr(), rep)
+			if len(cfg.ImageDirs) > 0 {
+				// Hash new base images now, so that their first VM start does not wait.
+				st, err := imagehash.New(admission.HashCacheDir(cfg.StateDir)).Prehash(cmd.Context(), cfg.ImageDirs, log)
+				if err != nil {
+					return fmt.Errorf("image_dirs: %w", err)
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "image_dirs: %d files, %d hashed now (%d MiB), %d already known, %d skipped\n",
+					st.Files, st.Hashed, st.Bytes>>20, st.Cached, st.Errors)
+			}
+			if rep.Refused() {
+				return &outcome{code: exitRefused} // already explained on stderr
+			}
+			return nil
+		},
+	}
+}
+
+func printSyncReport(out, errw io.Writer, rep *policy.Report) {
+	for _, r := range rep.Results {
+		if r.Refusal != nil {
+			fmt.Fprintf(errw, "vmgate: subscription %s: list refused: %s\n  what to do: %s\n", r.Subscription, r.Refusal, r.Refusal.Hint())
+			if r.List != "" {
+				fmt.Fprintf(errw, "  still in force: list %s version %s\n", r.List, r.Version)
+			}
+			continue
+		}
+		fmt.Fprintf(out, "%s: %s list %s version %s, %d images endorsed%s\n",
+			r.Subscription, r.Outcome, r.List, r.Version, r.Endorsed, changes(r.Changes))
+	}
+	m := rep.Snapshot
+	fmt.Fprintf(out, "snapshot %d: %d images known, fresh until %s\n", m.Serial, m.Images, m.Expires.UTC().Format("2006-01-02T15:04:05Z"))
+}
+
+func changes(c map[string]int) string {
+	var parts []string
+	for ev, n := range c {
+		if name, ok := strings.CutPrefix(ev, "image."); ok {
+			parts = append(parts, fmt.Sprintf("%s %d", name, n))
+		}
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	sort.Strings(parts)
+	return " (" + strings.Join(parts, ", ") + ")"
 }

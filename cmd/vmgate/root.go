@@ -47,6 +47,8 @@ Exit codes: 0 done, 1 refused or invalid (see each command), 2 error.`,
 		newSyncCommand(&g),
 		newImagesCommand(&g),
 		newListCommand(&g),
+		newCheckCommand(&g),
+		newHookCommand(&g),
 	)
 	return root
 }
@@ -89,10 +91,19 @@ func (g *globalOptions) loadConfig() (*config.Config, error) {
 	v.SetEnvPrefix("VMGATE")
 	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_"))
 	v.AutomaticEnv()
-	// viper only overrides keys it knows of, so name every scalar key.
+	// viper only overrides keys it knows of, so name every scalar key. A variable's value is
+	// text; read it as a YAML scalar so that VMGATE_ADMISSION_ALLOW_BOOT_FROM_VOLUME=true is
+	// a boolean, as it would be in the file.
 	for _, key := range config.ScalarKeys() {
 		if err := v.BindEnv(key); err != nil {
 			return nil, err
+		}
+		env := "VMGATE_" + strings.ToUpper(strings.ReplaceAll(key, ".", "_"))
+		if s, ok := os.LookupEnv(env); ok {
+			var typed any
+			if yaml.Unmarshal([]byte(s), &typed) == nil && typed != nil {
+				v.Set(key, typed)
+			}
 		}
 	}
 	merged, err := yaml.Marshal(v.AllSettings())

@@ -13,6 +13,7 @@ import (
 	"io"
 	"net/url"
 	"os"
+	"path"
 	"path/filepath"
 	"regexp"
 	"time"
@@ -43,6 +44,33 @@ type Config struct {
 	ClockSkew time.Duration `yaml:"clock_skew"`
 	// Subscriptions are the endorsers' image lists this site trusts.
 	Subscriptions []Subscription `yaml:"subscriptions"`
+	// ImageDirs hold base images of plain-libvirt VMs; vmgate sync hashes what is new in them
+	// so that the hook finds the hash cached at a VM's first start.
+	ImageDirs []string `yaml:"image_dirs"`
+	// Admission is how the hook decides.
+	Admission Admission `yaml:"admission"`
+}
+
+// Admission modes.
+const (
+	ModeEnforce = "enforce" // refuse what is not endorsed
+	ModeWarn    = "warn"    // allow, but record what would have been refused
+)
+
+// Admission configures the hook's decision. Every exemption is recorded each time it is used.
+type Admission struct {
+	Mode string `yaml:"mode"`
+	// AllowBootFromVolume admits Nova instances whose root disk is a Cinder volume, whose
+	// content no image list can vouch for.
+	AllowBootFromVolume bool `yaml:"allow_boot_from_volume"`
+	// ExemptDisks are glob patterns (path.Match) on disk source files that need no
+	// endorsement: ISOs, config drives, empty data volumes. A pattern without a slash
+	// matches the file name ("*.iso"), one with a slash the whole path.
+	ExemptDisks []string `yaml:"exempt_disks"`
+	// ExemptDomains are glob patterns on domain names that are admitted without a check.
+	ExemptDomains []string `yaml:"exempt_domains"`
+	// ExemptProjects are Keystone project ids whose instances are admitted without a check.
+	ExemptProjects []string `yaml:"exempt_projects"`
 }
 
 // Subscription is one endorser's signed image list.
@@ -108,6 +136,9 @@ func Load(path string) (*Config, error) {
 }
 
 func (c *Config) fillDefaults() {
+	if c.Admission.Mode == "" {
+		c.Admission.Mode = ModeEnforce
+	}
 	if c.StateDir == "" {
 		c.StateDir = DefaultStateDir
 	}
@@ -141,6 +172,14 @@ func (c *Config) Validate() error {
 	}
 	if c.ClockSkew < 0 {
 		return fmt.Errorf("config: clock_skew must not be negative")
+	}
+	if err := c.Admission.validate(); err != nil {
+		return err
+	}
+	for _, d := range c.ImageDirs {
+		if !filepath.IsAbs(d) {
+			return fmt.Errorf("config: image_dirs: %q must be an absolute path", d)
+		}
 	}
 	seen := map[string]bool{}
 	for i, s := range c.Subscriptions {
@@ -184,22 +223,37 @@ func (c *Config) Validate() error {
 	return nil
 }
 
+func (a *Admission) validate() error {
+	if a.Mode != ModeEnforce && a.Mode != ModeWarn {
+		return fmt.Errorf("config: admission.mode %q: want %s or %s", a.Mode, ModeEnforce, ModeWarn)
+	}
+	for key, pats := range map[string][]string{"admission.exempt_disks": a.ExemptDisks, "admission.exempt_domains": a.ExemptDomains} {
+		for _, p := range pats {
+			if _, err := path.Match(p, ""); err != nil || p == "" {
+				return fmt.Errorf("config: %s: %q is not a valid glob pattern", key, p)
+			}
+		}
+	}
+	return nil
+}
+
 func checkURL(raw string) error {
 	u, err := url.Parse(raw)
 	if err != nil {
-		return err
+		return errors.New("not a URL") // the text may hold a password: do not echo it
 	}
+	shown := u.Redacted()
 	switch u.Scheme {
 	case "https":
 		if u.Host == "" {
-			return fmt.Errorf("%q has no host", raw)
+			return fmt.Errorf("%q has no host", shown)
 		}
 	case "file":
 		if u.Path == "" || !filepath.IsAbs(u.Path) {
-			return fmt.Errorf("%q must name an absolute path (file:///…)", raw)
+			return fmt.Errorf("%q must name an absolute path (file:///…)", shown)
 		}
 	default:
-		return fmt.Errorf("%q: only https:// and file:// are accepted", raw)
+		return fmt.Errorf("%q: only https:// and file:// are accepted", shown)
 	}
 	return nil
 }

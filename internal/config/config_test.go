@@ -84,3 +84,22 @@ func TestScalarKeys(t *testing.T) {
 		t.Fatalf("ScalarKeys() = %s", got)
 	}
 }
+
+func TestAdmissionDefaultsAndValidation(t *testing.T) {
+	c, err := Parse([]byte("admission: {exempt_disks: ['*.iso'], exempt_projects: [p1]}\nimage_dirs: [/var/lib/libvirt/images]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Admission.Mode != ModeEnforce || c.Admission.ExemptDisks[0] != "*.iso" {
+		t.Fatalf("%+v", c.Admission)
+	}
+	for in, want := range map[string]string{
+		"admission: {mode: audit}":           "admission.mode",
+		"admission: {exempt_domains: ['[']}": "admission.exempt_domains",
+		"image_dirs: [images]":               "image_dirs",
+	} {
+		if _, err := Parse([]byte(in)); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: err = %v, want it to name %s", in, err, want)
+		}
+	}
+}

@@ -1,0 +1,295 @@
+// Package admission decides whether a libvirt domain may run: from its domain XML to allow or
+// refuse, with a reason a person can act on. The hook and `vmgate terminate` both judge
+// through Judge.Decide, so there is one implementation of the rule.
+//
+// Security-critical: a mistake here admits an image no endorser vouches for. It refuses when
+// in doubt. It is linked into the hook: keep its imports small (no cosign, no network).
+package admission
+
+import (
+	"fmt"
+	"path"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/vmgate/vmgate/internal/config"
+	"github.com/vmgate/vmgate/internal/domain"
+	"github.com/vmgate/vmgate/internal/policy/snapshot"
+	"github.com/vmgate/vmgate/internal/qcow2"
+)
+
+// Hasher returns the lower-case hex sha512 of a file's bytes.
+type Hasher interface {
+	SHA512(path string) (string, error)
+}
+
+// Judge holds what a decision needs. Snapshot is nil when it could not be opened; SnapshotErr
+// then says why.
+type Judge struct {
+	Snapshot    *snapshot.Snapshot
+	SnapshotErr error
+	Hasher      Hasher
+	Config      config.Admission
+	Now         time.Time
+}
+
+// Disk statuses in a decision, beside the snapshot's endorsed, revoked and expired.
+const (
+	StatusUnknown = "unknown" // no list ever named it
+	StatusExempt  = "exempt"  // matched admission.exempt_disks
+	StatusError   = "error"   // vmgate could not identify it
+)
+
+// Disk is what the decision found for one disk (or, for a Nova instance, its root image).
+type Disk struct {
+	Target   string // vda, hdc…; empty for a Nova root image
+	Source   string // the disk's file, or the base image its chain leads to
+	GlanceID string
+	SHA512   string
+	Status   string          // endorsed, revoked, expired, unknown, exempt, error
+	Image    *snapshot.Image // the endorsement that vouches, or the latest word on it
+	Reason   string          // why it is not endorsed
+}
+
+// Decision is the verdict on one domain.
+type Decision struct {
+	// Endorsed is the verdict: every image the domain runs is endorsed now (or exempt).
+	Endorsed bool
+	// Allow is whether the domain may start: Endorsed, or admission.mode is warn.
+	Allow bool
+	// Reason is the first thing a person reads when the domain is refused: what happened and
+	// what to do, the words that matter first (Nova cuts fault messages at 255 characters).
+	Reason string
+	// Exemption names the configured exemption that admitted the domain, if one did.
+	Exemption string
+	Mode      string
+	Disks     []Disk
+}
+
+// Decide judges a domain. It never returns an error: what it cannot check, it refuses.
+func (j *Judge) Decide(d *domain.Domain) Decision {
+	dec := j.decide(d)
+	dec.Mode = j.Config.Mode
+	dec.Allow = dec.Endorsed || j.Config.Mode == config.ModeWarn
+	return dec
+}
+
+func (j *Judge) decide(d *domain.Domain) Decision {
+	if ex := j.exemption(d); ex != "" {
+		return Decision{Endorsed: true, Exemption: ex}
+	}
+	if j.Snapshot == nil {
+		return refuse("vmgate has no list of endorsed images (%v): run `vmgate sync`", j.SnapshotErr)
+	}
+	if err := j.Snapshot.Fresh(j.Now); err != nil {
+		return refuse("vmgate's list of endorsed images is out of date (%v): run `vmgate sync` and check that it succeeds", err)
+	}
+	if len(d.QEMUArgs) > 0 {
+		return refuse("the domain passes raw QEMU arguments (qemu:commandline), which can add disks vmgate cannot see; exempt the domain by name in admission.exempt_domains if this is intended")
+	}
+	if d.Kernel != "" {
+		return refuse("the domain boots kernel %s directly, which no image list can vouch for; exempt the domain by name in admission.exempt_domains if this is intended", d.Kernel)
+	}
+	if len(d.Filesystems) > 0 {
+		return refuse("the domain shares host file system %s into the guest, which no image list can vouch for; exempt the domain by name in admission.exempt_domains if this is intended", d.Filesystems[0])
+	}
+	if d.Nova != nil {
+		return j.decideNova(d.Nova)
+	}
+	return j.decideDisks(d)
+}
+
+func refuse(format string, args ...any) Decision {
+	return Decision{Reason: fmt.Sprintf(format, args...)}
+}
+
+func (j *Judge) exemption(d *domain.Domain) string {
+	for _, p := range j.Config.ExemptDomains {
+		if ok, _ := path.Match(p, d.Name); ok {
+			return fmt.Sprintf("domain name matches admission.exempt_domains %q", p)
+		}
+	}
+	if d.Nova != nil && d.Nova.ProjectID != "" && slices.Contains(j.Config.ExemptProjects, d.Nova.ProjectID) {
+		return fmt.Sprintf("project %s is in admission.exempt_projects", d.Nova.ProjectID)
+	}
+	return ""
+}
+
+// decideNova judges an OpenStack instance by the Glance image Nova booted it from. The
+// hypervisor's copy of the image was converted, so its bytes cannot be hashed against the
+// list: vmgate sync resolves Glance ids to endorsements instead.
+func (j *Judge) decideNova(n *domain.Nova) Decision {
+	if n.Root == nil {
+		return refuse("the Nova metadata names no root disk, so vmgate cannot tell which image the instance runs")
+	}
+	switch n.Root.Type {
+	case "image":
+	case "volume":
+		if j.Config.AllowBootFromVolume {
+			return Decision{Endorsed: true, Exemption: "boot from volume allowed by admission.allow_boot_from_volume",
+				Disks: []Disk{{Source: "volume " + n.Root.ID, Status: StatusExempt}}}
+		}
+		return refuse("instance boots from volume %s: no image list can vouch for a volume's content; boot from an endorsed image, or set admission.allow_boot_from_volume", n.Root.ID)
+	default:
+		return refuse("the Nova root disk has type %q, which vmgate does not know", n.Root.Type)
+	}
+	disk := Disk{GlanceID: n.Root.ID, Source: "glance:" + n.Root.ID}
+	e, ok, err := j.Snapshot.LookupGlance(n.Root.ID)
+	if err != nil {
+		return refuse("cannot read vmgate's snapshot (%v): run `vmgate sync`", err)
+	}
+	if !ok {
+		disk.Status = StatusUnknown
+		disk.Reason = "unknown Glance image: no endorsed list names it"
+		return Decision{Reason: fmt.Sprintf("image %s is not endorsed: unknown Glance image (no subscribed list endorses its sha512; run `vmgate images` to see what is endorsed)", n.Root.ID), Disks: []Disk{disk}}
+	}
+	disk.SHA512 = e.SHA512
+	j.judgeEntry(&disk, e)
+	return j.conclude([]Disk{disk})
+}
+
+// decideDisks judges a plain-libvirt domain by the base image of every disk's backing chain.
+func (j *Judge) decideDisks(d *domain.Domain) Decision {
+	var disks []Disk
+	for i := range d.Disks {
+		dd := &d.Disks[i]
+		if dd.Empty() {
+			continue // a CD-ROM drive with no medium, say
+		}
+		disk := Disk{Target: dd.Target, Source: describeSource(dd)}
+		if p := j.exemptDisk(dd); p != "" {
+			disk.Status, disk.Reason = StatusExempt, fmt.Sprintf("matches admission.exempt_disks %q", p)
+			disks = append(disks, disk)
+			continue
+		}
+		j.judgeDisk(&disk, dd)
+		disks = append(disks, disk)
+	}
+	return j.conclude(disks)
+}
+
+func (j *Judge) exemptDisk(dd *domain.Disk) string {
+	if dd.Source == nil || dd.Source.Path == "" {
+		return ""
+	}
+	for _, p := range j.Config.ExemptDisks {
+		// A pattern without a slash matches the file name, one with a slash the whole path.
+		name := dd.Source.Path
+		if !strings.Contains(p, "/") {
+			name = path.Base(name)
+		}
+		if ok, _ := path.Match(p, name); ok {
+			return p
+		}
+	}
+	return ""
+}
+
+func describeSource(dd *domain.Disk) string {
+	s := dd.Source
+	switch {
+	case s == nil:
+		return ""
+	case s.Path != "":
+		return s.Path
+	case s.Protocol != "":
+		return s.Protocol + ":" + s.Name
+	case s.Volume != "":
+		return s.Pool + "/" + s.Volume
+	}
+	return ""
+}
+
+func (j *Judge) judgeDisk(disk *Disk, dd *domain.Disk) {
+	if dd.Type != "file" {
+		disk.Status = StatusError
+		disk.Reason = fmt.Sprintf("is a %s disk; vmgate identifies images by the bytes of files only (exempt it with admission.exempt_disks if it holds no image)", dd.Type)
+		return
+	}
+	chain, err := qcow2.Chain(dd.Source.Path, qcow2.Options{Format: dd.Format})
+	if err != nil {
+		disk.Status, disk.Reason = StatusError, fmt.Sprintf("cannot follow its backing chain: %v", err)
+		return
+	}
+	base := chain[len(chain)-1].Path
+	disk.Source = base
+	sum, err := j.Hasher.SHA512(base)
+	if err != nil {
+		disk.Status, disk.Reason = StatusError, fmt.Sprintf("cannot hash base image %s: %v", base, err)
+		return
+	}
+	disk.SHA512 = sum
+	e, ok, err := j.Snapshot.Lookup(sum)
+	switch {
+	case err != nil:
+		disk.Status, disk.Reason = StatusError, fmt.Sprintf("cannot read vmgate's snapshot (%v): run `vmgate sync`", err)
+	case !ok:
+		disk.Status, disk.Reason = StatusUnknown, "no subscribed list endorses it"
+	default:
+		j.judgeEntry(disk, e)
+	}
+}
+
+// judgeEntry sets the disk's status from what the snapshot says of its image.
+func (j *Judge) judgeEntry(disk *Disk, e *snapshot.Entry) {
+	if im, ok := e.EndorsedAt(j.Now); ok {
+		disk.Status, disk.Image = string(snapshot.Endorsed), im
+		return
+	}
+	im := e.Latest()
+	disk.Image = im
+	if im == nil {
+		disk.Status, disk.Reason = StatusUnknown, "no subscribed list endorses it"
+		return
+	}
+	disk.Status, disk.Reason = string(im.StatusAt(j.Now)), im.ReasonAt(j.Now)
+}
+
+// conclude allows a domain when every judged disk is endorsed or exempt and at least one is
+// endorsed: a domain whose disks are all exempt runs nothing an endorser vouched for.
+func (j *Judge) conclude(disks []Disk) Decision {
+	dec := Decision{Disks: disks}
+	endorsed := 0
+	for i := range disks {
+		switch disks[i].Status {
+		case string(snapshot.Endorsed):
+			endorsed++
+		case StatusExempt:
+		default:
+			dec.Reason = describeRefusal(&disks[i])
+			return dec
+		}
+	}
+	if endorsed == 0 {
+		dec.Reason = "the domain has no disk with an endorsed image: nothing an endorser vouches for would run"
+		if len(disks) == 0 {
+			dec.Reason = "the domain has no disk with an image: nothing an endorser vouches for would run"
+		}
+		return dec
+	}
+	dec.Endorsed = true
+	return dec
+}
+
+func describeRefusal(d *Disk) string {
+	var what strings.Builder
+	switch {
+	case d.GlanceID != "":
+		fmt.Fprintf(&what, "image %s", d.GlanceID)
+		if d.SHA512 != "" {
+			fmt.Fprintf(&what, " (sha512 %s…)", d.SHA512[:16])
+		}
+	case d.SHA512 != "":
+		fmt.Fprintf(&what, "disk %s image %s (sha512 %s…)", d.Target, d.Source, d.SHA512[:16])
+	default:
+		fmt.Fprintf(&what, "disk %s (%s)", d.Target, d.Source)
+	}
+	switch d.Status {
+	case StatusError:
+		return fmt.Sprintf("%s %s", what.String(), d.Reason)
+	case StatusUnknown:
+		return fmt.Sprintf("%s is not endorsed: %s (run `vmgate images` to see what is endorsed)", what.String(), d.Reason)
+	}
+	return fmt.Sprintf("%s is not endorsed: %s", what.String(), d.Reason)
+}

@@ -1,0 +1,69 @@
+package policy
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/vmgate/vmgate/internal/config"
+	"github.com/vmgate/vmgate/internal/policy/policytest"
+)
+
+// BenchmarkSync measures a whole first sync of a signed list into an empty state directory:
+// read, verify, parse, check, archive, history (one record per image), state, snapshot.
+func BenchmarkSync(b *testing.B) {
+	for _, n := range []int{10_000} {
+		dir := b.TempDir()
+		e := policytest.NewEndorser(b, dir)
+		l := policytest.List{Identifier: "bench", Version: "1", Created: time.Now().Add(-time.Hour), Expires: time.Now().Add(24 * time.Hour), Images: policytest.Images(n)}
+		url := e.Publish(b, dir, "image.list", l.Bytes())
+		b.Run(fmt.Sprint("images=", n), func(b *testing.B) {
+			i := 0
+			for b.Loop() {
+				b.StopTimer()
+				i++
+				cfg, err := config.Parse([]byte(fmt.Sprintf("state_dir: %s\nsubscriptions: [{name: bench, url: %q, cosign_keys: [%s]}]\n",
+					filepath.Join(dir, fmt.Sprint("state-", i)), url, e.PubKey)))
+				if err != nil {
+					b.Fatal(err)
+				}
+				s := &Syncer{Config: cfg, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+				b.StartTimer()
+				rep, err := s.Run(context.Background())
+				if err != nil || rep.Refused() || rep.Results[0].Endorsed != n {
+					b.Fatal(err, rep)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkDecodeBaseline is the floor any tool pays for the same list: read the file and
+// decode its JSON into generic values. BenchmarkSync is reported as a ratio to it.
+func BenchmarkDecodeBaseline(b *testing.B) {
+	for _, n := range []int{10_000} {
+		p := filepath.Join(b.TempDir(), "image.list")
+		l := policytest.List{Identifier: "bench", Version: "1", Created: time.Now(), Expires: time.Now().Add(time.Hour), Images: policytest.Images(n)}
+		if err := os.WriteFile(p, l.Bytes(), 0o644); err != nil {
+			b.Fatal(err)
+		}
+		b.Run(fmt.Sprint("images=", n), func(b *testing.B) {
+			for b.Loop() {
+				data, err := os.ReadFile(p)
+				if err != nil {
+					b.Fatal(err)
+				}
+				var v any
+				if err := json.Unmarshal(data, &v); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

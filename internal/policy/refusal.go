@@ -1,0 +1,80 @@
+package policy
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Reason is why a list was refused: a short, stable code for history, metrics and scripts.
+type Reason string
+
+// The reasons a list is refused. Nothing from a refused list reaches the snapshot.
+const (
+	ReasonConfig              Reason = "config"
+	ReasonFetch               Reason = "fetch-failed"
+	ReasonTooLarge            Reason = "too-large"
+	ReasonMissingSignature    Reason = "missing-signature"
+	ReasonBadSignature        Reason = "bad-signature"
+	ReasonMalformed           Reason = "malformed"
+	ReasonBadSHA512           Reason = "bad-sha512"
+	ReasonIdentifierMismatch  Reason = "identifier-mismatch"
+	ReasonCreatedInFuture     Reason = "created-in-future"
+	ReasonExpired             Reason = "expired"
+	ReasonFrozen              Reason = "frozen"
+	ReasonRollback            Reason = "rollback"
+	ReasonDuplicateIdentifier Reason = "duplicate-identifier"
+	ReasonDuplicateSHA512     Reason = "duplicate-sha512"
+)
+
+// hints tell the operator what to do about each reason.
+var hints = map[Reason]string{
+	ReasonConfig:              "fix the subscription in the configuration file (keys, CA file)",
+	ReasonFetch:               "check the URL, the network and the endorser's server; the last good list stays in force until it expires",
+	ReasonTooLarge:            "raise max_size for this subscription if the endorser's list really is this large",
+	ReasonMissingSignature:    "check signature_url / bundle_url; the endorser must publish a signature beside the list",
+	ReasonBadSignature:        "the list was not signed by a key in cosign_keys: ask the endorser, and check that cosign_keys holds their current public key",
+	ReasonMalformed:           "the endorser published a list vmgate cannot read; report it to them",
+	ReasonBadSHA512:           "the endorser published an invalid sl:checksum:sha512; report it to them",
+	ReasonIdentifierMismatch:  "the URL serves another list than the one subscribed to: check url and identifier",
+	ReasonCreatedInFuture:     "check this host's clock (NTP) and the endorser's",
+	ReasonExpired:             "the endorser has not re-signed the list in time; ask them to publish a fresh one",
+	ReasonFrozen:              "the list is older than max_age: the endorser stopped publishing or someone replays an old list; ask the endorser",
+	ReasonRollback:            "an older or altered list was served in place of a newer one (replay or tampering); investigate before trusting this source",
+	ReasonDuplicateIdentifier: "the endorser published two images with one dc:identifier; report it to them",
+	ReasonDuplicateSHA512:     "the endorser published one image twice; report it to them",
+}
+
+// RefusalError is a refused list: the reason code and a message that names what was wrong.
+type RefusalError struct {
+	Reason Reason
+	Msg    string
+	Err    error // the underlying cause, if any
+}
+
+func (e *RefusalError) Error() string { return fmt.Sprintf("%s: %s", e.Reason, e.Msg) }
+
+func (e *RefusalError) Unwrap() error { return e.Err }
+
+// Hint says what the operator can do about the refusal.
+func (e *RefusalError) Hint() string { return hints[e.Reason] }
+
+func refuse(r Reason, format string, args ...any) *RefusalError {
+	return &RefusalError{Reason: r, Msg: fmt.Sprintf(format, args...)}
+}
+
+// AsRefusal classifies err as a refusal, treating parse errors as malformed lists.
+func AsRefusal(err error) (*RefusalError, bool) {
+	var r *RefusalError
+	if errors.As(err, &r) {
+		return r, true
+	}
+	var m *MalformedError
+	if errors.As(err, &m) {
+		reason := ReasonMalformed
+		if m.Key == "sl:checksum:sha512" {
+			reason = ReasonBadSHA512
+		}
+		return &RefusalError{Reason: reason, Msg: m.Error(), Err: err}, true
+	}
+	return nil, false
+}

@@ -1,0 +1,34 @@
+package trace
+
+import (
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+
+	"github.com/vmgate/vmgate/internal/journal"
+)
+
+// JournalPath is where a node keeps its trace journal.
+func JournalPath(stateDir string) string { return filepath.Join(stateDir, "trace", "journal.jsonl") }
+
+// Append writes records to the trace journal with one write and one fdatasync. When it
+// returns nil the records are on disk; otherwise none of them is.
+func Append(stateDir string, recs ...Record) error {
+	data := make([]json.RawMessage, len(recs))
+	for i := range recs {
+		b, err := json.Marshal(&recs[i])
+		if err != nil {
+			return fmt.Errorf("trace record: %w", err)
+		}
+		data[i] = b
+	}
+	j, err := journal.Open(JournalPath(stateDir), journal.Options{})
+	if err != nil {
+		return fmt.Errorf("trace journal: %w", err)
+	}
+	defer j.Close()
+	if _, err := j.Append(data...); err != nil {
+		return fmt.Errorf("trace journal: %w", err)
+	}
+	return nil
+}
