@@ -8,6 +8,7 @@ export PATH="$(go env GOPATH)/bin:$PATH"
 COUNT=${BENCH_COUNT:-7}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
+[[ $(id -u) -eq 0 ]] || { echo "bench: run as root (it starts libvirtd and QEMU domains)" >&2; exit 1; }
 
 # median reads numbers, one a line, and prints their median.
 median() { sort -g | awk '{a[NR]=$1} END {if (NR==0) exit 1; if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
@@ -49,10 +50,99 @@ go run ./test/tools/mklist -n 10000 -o "$work/image.list"
 COSIGN_PASSWORD=bench cosign sign-blob --yes --key "$work/cosign.key" --tlog-upload=false \
 	--output-signature "$work/image.list.sig" "$work/image.list" >/dev/null 2>&1
 vm="bin/vmgate list verify --key $work/cosign.pub --signature $work/image.list.sig $work/image.list"
-co="cosign verify-blob --key $work/cosign.pub --signature $work/image.list.sig --insecure-ignore-tlog $work/image.list"
+# cosign verify-blob looks for sigstore's TUF repository even with --key: no network for it,
+# and the same namespace for both, so that the comparison is fair.
+vm="unshare --net $vm"
+co="unshare --net cosign verify-blob --key $work/cosign.pub --signature $work/image.list.sig --insecure-ignore-tlog $work/image.list"
 echo "command: hyperfine -N --warmup 3 --runs 30 '$vm' '$co'"
 hyperfine -N --warmup 3 --runs 30 --export-csv "$work/verify.csv" "$vm" "$co" >/dev/null 2>&1
 v=$(awk -F, 'NR==2 {print $4*1e9}' "$work/verify.csv"); c=$(awk -F, 'NR==3 {print $4*1e9}' "$work/verify.csv")
 echo "- vmgate list verify: $(ms "$v")"
 echo "- cosign verify-blob (baseline): $(ms "$c")"
 echo "- ratio vmgate / cosign: $(ratio "$v" "$c")"
+echo
+
+# node DIR N: a node whose snapshot endorses DIR/base.raw among N made-up images, from a list
+# signed with cosign and synced by vmgate; DIR/domain.xml is a plain domain on that image.
+node() {
+	local dir=$1 n=$2
+	mkdir -p "$dir"
+	head -c 1048576 /dev/urandom >"$dir/base.raw"
+	go run ./test/tools/mklist -n "$n" -image "$dir/base.raw" -o "$dir/image.list"
+	COSIGN_PASSWORD=bench cosign sign-blob --yes --key "$work/cosign.key" --tlog-upload=false \
+		--output-signature "$dir/image.list.sig" "$dir/image.list" >/dev/null 2>&1
+	cat >"$dir/vmgate.yaml" <<-YAML
+		state_dir: $dir/state
+		subscriptions: [{name: bench, url: "file://$dir/image.list", cosign_keys: [$work/cosign.pub]}]
+	YAML
+	bin/vmgate --config "$dir/vmgate.yaml" --log-level warn sync >/dev/null
+	cat >"$dir/domain.xml" <<-XML
+		<domain type='qemu'><name>bench</name><uuid>3f2e1d0c-9b8a-4766-8554-433221100fed</uuid>
+		<devices><disk type='file' device='disk'><driver name='qemu' type='raw'/><source file='$dir/base.raw'/><target dev='vda'/></disk>
+		<interface type='network'><mac address='52:54:00:ab:cd:ef'/><source network='default'/></interface></devices></domain>
+	XML
+	# The first start hashes the base image; what is measured is every start after it.
+	VMGATE_CONFIG="$dir/vmgate.yaml" bin/vmgate-hook bench prepare begin - <"$dir/domain.xml"
+}
+
+echo "## Hook: prepare begin, allow path, durable record included"
+go build -o "$work/appendsync" ./test/tools/appendsync
+node "$work/n10" 10
+node "$work/n100k" 100000
+hook10="VMGATE_CONFIG=$work/n10/vmgate.yaml bin/vmgate-hook bench prepare begin - <$work/n10/domain.xml"
+hook100k="VMGATE_CONFIG=$work/n100k/vmgate.yaml bin/vmgate-hook bench prepare begin - <$work/n100k/domain.xml"
+base="$work/appendsync $work/appendsync.out"
+echo "command: hyperfine --shell=bash --warmup 5 --runs 100 '<hook, 10 images>' '<hook, 100,000 images>' '$base'"
+hyperfine --shell=bash --warmup 5 --runs 100 --export-csv "$work/hook.csv" "$hook10" "$hook100k" "$base" >/dev/null 2>&1
+h10=$(awk -F, 'NR==2 {print $4*1e9}' "$work/hook.csv"); h100k=$(awk -F, 'NR==3 {print $4*1e9}' "$work/hook.csv"); b=$(awk -F, 'NR==4 {print $4*1e9}' "$work/hook.csv")
+echo "- hook, snapshot of 10 images: $(ms "$h10") (target ≤ 5 ms), ratio to baseline $(ratio "$h10" "$b") (target ≤ 3)"
+echo "- hook, snapshot of 100,000 images: $(ms "$h100k"), ratio to 10 images $(ratio "$h100k" "$h10") (target ≤ 1.2)"
+echo "- baseline, a Go program that appends 1 KiB and fdatasyncs: $(ms "$b")"
+rss=$(for i in 1 2 3 4 5; do VMGATE_CONFIG="$work/n100k/vmgate.yaml" /usr/bin/time -f %M bin/vmgate-hook bench prepare begin - <"$work/n100k/domain.xml" 2>&1 >/dev/null | tail -1; done | median)
+echo "- peak RSS of the hook, 100,000 images (/usr/bin/time -f %M, median of 5): $((rss / 1024)) MiB (target ≤ 30 MB)"
+echo
+
+echo "## Hook: 32 started at once"
+node "$work/burst" 10 # its journal holds the one record of the first start
+start=$(date +%s%N)
+seq 32 | xargs -P 32 -I{} sh -c "VMGATE_CONFIG=$work/burst/vmgate.yaml bin/vmgate-hook burst-{} prepare begin - <$work/burst/domain.xml || echo REFUSED {}" >"$work/burst.txt"
+end=$(date +%s%N)
+refused=$(grep -c REFUSED "$work/burst.txt" || true)
+records=$(grep -c '"event":"admission.allow"' "$work/burst/state/trace/journal.jsonl")
+verify=$(bin/vmgate --config "$work/burst/vmgate.yaml" trace verify 2>&1 | tail -1)
+echo "command: seq 32 | xargs -P 32 vmgate-hook burst-N prepare begin -"
+echo "- $((32 - refused)) of 32 allowed in $(ms $((end - start))); admission.allow records: $records (want 33 with the first start); vmgate trace verify: $verify"
+echo
+
+echo "## virsh start of one domain, without and with the hook"
+bash scripts/libvirt.sh up >/dev/null
+hookdir=/etc/libvirt/hooks/qemu.d
+[[ ! -e $hookdir/vmgate ]] || { echo "bench: $hookdir/vmgate exists; remove it first" >&2; exit 1; }
+qemu-img create -q -f qcow2 -b "$work/n10/base.raw" -F raw "$work/vm.qcow2"
+cat >"$work/vm.xml" <<XML
+<domain type='qemu'><name>vmgate-bench</name><memory unit='MiB'>64</memory><vcpu>1</vcpu>
+<os><type arch='x86_64' machine='pc'>hvm</type></os>
+<devices><disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='$work/vm.qcow2'/><target dev='vda' bus='virtio'/></disk></devices></domain>
+XML
+virsh -q -c qemu:///system define "$work/vm.xml" >/dev/null
+cleanup_vm() {
+	virsh -q -c qemu:///system destroy vmgate-bench >/dev/null 2>&1 || true
+	virsh -q -c qemu:///system undefine vmgate-bench >/dev/null 2>&1 || true
+	rm -f "$hookdir/vmgate"
+	bash scripts/libvirt.sh hup >/dev/null 2>&1 || true
+	rm -rf "$work"
+}
+trap cleanup_vm EXIT
+start="virsh -q -c qemu:///system start vmgate-bench"
+stopvm="virsh -q -c qemu:///system destroy vmgate-bench >/dev/null 2>&1 || true"
+echo "command: hyperfine --runs 15 --prepare '$stopvm' '$start' (without, then with $hookdir/vmgate)"
+hyperfine --runs 15 --prepare "$stopvm" --export-csv "$work/without.csv" "$start" >/dev/null 2>&1
+mkdir -p "$hookdir"
+printf '#!/bin/sh\nVMGATE_CONFIG=%s exec %s "$@"\n' "$work/n10/vmgate.yaml" "$PWD/bin/vmgate-hook" >"$hookdir/.vmgate.tmp"
+chmod 0755 "$hookdir/.vmgate.tmp" && mv "$hookdir/.vmgate.tmp" "$hookdir/vmgate"
+bash scripts/libvirt.sh hup >/dev/null
+hyperfine --runs 15 --prepare "$stopvm" --export-csv "$work/with.csv" "$start" >/dev/null 2>&1
+grep -q '"domain":{"name":"vmgate-bench"' "$work/n10/state/trace/journal.jsonl" || { echo "bench: the hook did not run" >&2; exit 1; }
+wo=$(awk -F, 'NR==2 {print $4*1e9}' "$work/without.csv"); wi=$(awk -F, 'NR==2 {print $4*1e9}' "$work/with.csv")
+echo "- virsh start without the hook (baseline): $(ms "$wo")"
+echo "- virsh start with the hook: $(ms "$wi"), ratio $(ratio "$wi" "$wo")"

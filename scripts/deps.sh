@@ -4,7 +4,7 @@
 set -euo pipefail
 
 COSIGN_VERSION=v2.6.5
-DEBIAN_PACKAGES=(openssl ca-certificates hyperfine qemu-utils)
+DEBIAN_PACKAGES=(openssl ca-certificates hyperfine qemu-utils time)
 
 missing=()
 for p in "${DEBIAN_PACKAGES[@]}"; do
@@ -26,4 +26,9 @@ gobin=$(go env GOPATH)/bin
 if ! "$gobin/cosign" version 2>/dev/null | grep -q "GitVersion:.*${COSIGN_VERSION#v}"; then
 	echo "deps: building cosign ${COSIGN_VERSION} (takes a few minutes the first time)"
 	GOFLAGS=-buildvcs=false go install "github.com/sigstore/cosign/v2/cmd/cosign@${COSIGN_VERSION}"
+fi
+
+# A real libvirtd and QEMU (TCG), for the hook's integration tests, the benchmarks and the demo.
+if [[ $(id -u) -eq 0 ]]; then
+	bash "$(dirname "$0")/libvirt.sh" up
 fi

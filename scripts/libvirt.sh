@@ -3,10 +3,10 @@
 # integration tests: the recipe in DESIGN.md ("Checked recipes on this machine kind").
 # Safe to run again: it installs, configures and starts only what is missing.
 #
-#   scripts/libvirt.sh [up]   install, configure, start virtlogd and libvirtd, wait until they answer
-#   scripts/libvirt.sh restart  stop libvirtd cleanly and start it again; QEMU domains keep running
-#   scripts/libvirt.sh hup      SIGHUP libvirtd, which makes it look for hook scripts again
-#   scripts/libvirt.sh down     stop libvirtd (and virtlogd when no QEMU runs)
+#   scripts/libvirt.sh [up]    install, configure, start virtlogd and libvirtd, wait until they answer
+#   scripts/libvirt.sh restart stop libvirtd cleanly and start it again; QEMU domains keep running
+#   scripts/libvirt.sh hup     SIGHUP libvirtd and wait until it has looked for hook scripts again
+#   scripts/libvirt.sh down    stop libvirtd (and virtlogd when no QEMU runs)
 #
 # The daemons run with a service's environment (as systemd would give them), not the caller's:
 # hooks inherit libvirtd's PATH. libvirtd logs warnings, and the debug messages of its hook
@@ -35,10 +35,11 @@ die() {
 # name (libvirtd's children are called libvirtd too until they exec) that is not a zombie.
 pid_of() { pgrep -o -x -r R,S,D,T "$1" || true; }
 
+# log_tail shows libvirtd's last errors and warnings.
 log_tail() {
 	if [[ -s $LOG ]]; then
-		echo "--- last lines of $LOG:"
-		tail -n 20 "$LOG"
+		echo "--- last lines of $LOG (without debug):"
+		grep -v ' debug : ' "$LOG" | tail -n 20
 	else
 		echo "--- $LOG is empty or missing"
 	fi
@@ -75,9 +76,9 @@ install_packages() {
 conf_changed=0
 set_conf() {
 	local key=$1 line="$1 = $2" active
-	active=$(grep -E "^[[:space:]]*$key[[:space:]]*=" "$QEMU_CONF" || true)
+	active=$(grep -E "^[[:space:]]*${key}[[:space:]]*=" "$QEMU_CONF" || true)
 	[[ $active == "$line" ]] && return 0
-	[[ -z $active ]] || sed -i -E "/^[[:space:]]*$key[[:space:]]*=/d" "$QEMU_CONF"
+	[[ -z $active ]] || sed -i -E "/^[[:space:]]*${key}[[:space:]]*=/d" "$QEMU_CONF"
 	grep -qxF "$CONF_MARK" "$QEMU_CONF" || echo "$CONF_MARK" >>"$QEMU_CONF"
 	echo "$line" >>"$QEMU_CONF"
 	conf_changed=1
@@ -85,8 +86,8 @@ set_conf() {
 
 configure() {
 	mkdir -p /var/log/libvirt /var/run/libvirt
-	# libvirt's QEMU driver looks this user up even when qemu.conf says root; Debian creates it
-	# in libvirt-daemon-system, which we do not install.
+	# libvirt's QEMU driver looks this user up even when qemu.conf says root, and without it
+	# fails ("Failed to parse user 'libvirt-qemu'"); Debian creates it in libvirt-daemon-system.
 	getent passwd libvirt-qemu >/dev/null ||
 		useradd --system --no-create-home --home-dir /var/lib/libvirt --shell /usr/sbin/nologin libvirt-qemu
 	# Debian ships qemu.conf in libvirt-daemon-system (systemd units and all), which we skip:

@@ -6,10 +6,13 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/vmgate/vmgate/internal/config"
+	"github.com/vmgate/vmgate/internal/policy"
 	"github.com/vmgate/vmgate/internal/policy/verify"
 )
 
@@ -42,7 +45,10 @@ func newListVerifyCommand(_ *globalOptions) *cobra.Command {
 		Use:   "verify --key PUB [--key PUB…] [--signature SIG | --bundle BUNDLE] FILE",
 		Short: "Verify the cosign signature of an image list, offline",
 		Long: `Verify that FILE, a HEPiX image list, carries a valid cosign signature by one of the
-endorser's public keys. This is what an auditor runs; vmgate sync checks lists the same way.
+endorser's public keys, and that the signed list is sound: it parses, every image has an
+identifier and a well-formed sha512, no identifier or sha512 appears twice, it was not
+created in the future and has not expired. This is what an auditor runs; vmgate sync checks
+lists the same way (and also against the subscription and the last accepted list).
 
 The signature is checked over the exact bytes of FILE, offline: the transparency log (Rekor)
 and certificates are not consulted, and keyless (certificate) signatures are refused.
@@ -50,7 +56,7 @@ Without --signature or --bundle the signature is read from FILE.sig.
 
 Exit codes:
   0  the signature is valid
-  1  the signature is invalid or malformed: do not trust the list
+  1  the signature is invalid or malformed, or the list is: do not trust it
   2  usage error, or a file cannot be read, or a key cannot be parsed`,
 		Example: `  vmgate list verify --key endorser.pub image.list
   vmgate list verify --key old.pub --key new.pub --bundle image.list.bundle image.list`,
@@ -96,7 +102,16 @@ func runListVerify(opts listVerifyOptions, file string, stdout io.Writer) error 
 		// refused sets exit code 1; %w keeps the verify sentinel for callers.
 		return fmt.Errorf("%w: %w", refused(file), err)
 	}
-	fmt.Fprintf(stdout, "%s: signature valid (key %s)\n", file, key)
+	// Only verified bytes are parsed, as vmgate sync does.
+	l, err := policy.Parse(list)
+	if err == nil {
+		err = policy.CheckContent(l, time.Now(), config.DefaultClockSkew)
+	}
+	if err != nil {
+		return fmt.Errorf("%w: %w", refused(fmt.Sprintf("%s: signature valid (key %s), but the list is not", file, key)), err)
+	}
+	fmt.Fprintf(stdout, "%s: signature valid (key %s); list %s version %s, %d images, expires %s\n",
+		file, key, l.Identifier, l.Version, len(l.Images), l.Expires.Format(policy.TimeLayout))
 	return nil
 }
 

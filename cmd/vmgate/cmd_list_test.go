@@ -12,10 +12,12 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
 	"github.com/sigstore/sigstore/pkg/signature"
 
+	"github.com/vmgate/vmgate/internal/policy/policytest"
 	"github.com/vmgate/vmgate/internal/policy/verify"
 )
 
@@ -36,7 +38,8 @@ func newListVerifyFixture(t *testing.T) listVerifyFixture {
 		pub:      filepath.Join(dir, "endorser.pub"),
 		stranger: filepath.Join(dir, "stranger.pub"),
 	}
-	list := []byte(`{"hv:imagelist": {"dc:identifier": "5b0e7c9a-3f1d-4c2b-9e8a-7d6c5b4a3f2e", "hv:images": []}}` + "\n")
+	list := policytest.List{Identifier: "5b0e7c9a-3f1d-4c2b-9e8a-7d6c5b4a3f2e", Version: "1",
+		Created: time.Now().Add(-time.Hour), Expires: time.Now().Add(24 * time.Hour), Images: policytest.Images(2)}.Bytes()
 	sig := b64(listTestSign(t, listTestKey(t, f.pub), list))
 	listTestKey(t, f.stranger)
 	listTestWrite(t, f.list, list)
@@ -159,7 +162,7 @@ func TestListVerify(t *testing.T) {
 			if code != c.code {
 				t.Fatalf("exit %d, want %d; stdout %q, stderr %q", code, c.code, stdout, stderr)
 			}
-			if c.stdout != "" && stdout != c.stdout {
+			if c.stdout != "" && !strings.HasPrefix(stdout, strings.TrimSuffix(c.stdout, "\n")+"; list 5b0e7c9a-3f1d-4c2b-9e8a-7d6c5b4a3f2e version 1, 2 images") {
 				t.Errorf("stdout %q, want %q", stdout, c.stdout)
 			}
 			if c.code != exitOK && stdout != "" {
@@ -185,6 +188,30 @@ func TestListVerifyHelpListsExitCodes(t *testing.T) {
 	for _, s := range []string{"Exit codes:", "0  the signature is valid", "1  the signature is invalid", "2  usage error", "FILE.sig"} {
 		if !strings.Contains(stdout, s) {
 			t.Errorf("help does not say %q:\n%s", s, stdout)
+		}
+	}
+}
+
+// TestListVerifyChecksContent: a valid signature over a list that is malformed or expired is
+// still not a list to trust.
+func TestListVerifyChecksContent(t *testing.T) {
+	dir := t.TempDir()
+	pub := filepath.Join(dir, "endorser.pub")
+	key := listTestKey(t, pub)
+	for name, tc := range map[string]struct {
+		list []byte
+		want string
+	}{
+		"malformed": {[]byte(`{"hv:imagelist": {"dc:identifier": "x"}}`), "malformed image list x: hv:version: missing"},
+		"expired": {policytest.List{Identifier: "x", Version: "1", Created: time.Now().Add(-48 * time.Hour),
+			Expires: time.Now().Add(-time.Hour), Images: policytest.Images(1)}.Bytes(), "expired: list x version 1 expired"},
+	} {
+		p := filepath.Join(dir, name+".list")
+		listTestWrite(t, p, tc.list)
+		listTestWrite(t, p+".sig", []byte(b64(listTestSign(t, key, tc.list))))
+		out, stderr, code, _ := runListCmd(t, "list", "verify", "--key", pub, p)
+		if code != exitRefused || !strings.Contains(stderr, tc.want) || !strings.Contains(stderr, "signature valid") {
+			t.Errorf("%s: exit %d, stdout %q, stderr %q, want %q", name, code, out, stderr, tc.want)
 		}
 	}
 }

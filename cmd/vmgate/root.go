@@ -49,6 +49,7 @@ Exit codes: 0 done, 1 refused or invalid (see each command), 2 error.`,
 		newListCommand(&g),
 		newCheckCommand(&g),
 		newHookCommand(&g),
+		newTraceCommand(&g),
 	)
 	return root
 }

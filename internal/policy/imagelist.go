@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"strconv"
 	"strings"
 	"time"
@@ -25,7 +26,7 @@ type List struct {
 	URI         string
 	Endorser    Endorser
 	Images      []Image
-	Raw         map[string]json.RawMessage
+	Raw         map[string]json.RawMessage // every key of hv:imagelist but hv:images
 }
 
 // Endorser is hv:endorser → hv:x509.
@@ -83,21 +84,14 @@ func (e *MalformedError) Error() string {
 // times in the HEPiX layout, sha512 well formed); rules that compare the list with the
 // subscription, the clock or a previous list are in Check.
 func Parse(data []byte) (*List, error) {
-	var top struct {
-		List map[string]json.RawMessage `json:"hv:imagelist"`
-	}
-	if err := json.Unmarshal(data, &top); err != nil {
-		return nil, &MalformedError{Msg: jsonError(err)}
-	}
-	raw := top.List
-	if raw == nil {
-		return nil, &MalformedError{Key: "hv:imagelist", Msg: "missing (not a HEPiX image list)"}
+	raw, entries, err := decodeList(data)
+	if err != nil {
+		return nil, err
 	}
 	l := &List{Raw: raw}
 	f := fields{raw: raw, err: func(key, msg string) error {
 		return &MalformedError{List: l.Identifier, Key: key, Msg: msg}
 	}}
-	var err error
 	if l.Identifier, err = f.str("dc:identifier", true); err != nil {
 		return nil, err
 	}
@@ -122,16 +116,8 @@ func Parse(data []byte) (*List, error) {
 	if l.Endorser, err = parseEndorser(raw, f.err); err != nil {
 		return nil, err
 	}
-	imgs, ok := raw["hv:images"]
-	if !ok {
+	if entries == nil {
 		return nil, f.err("hv:images", "missing")
-	}
-	// One decoding pass for all images; each keeps its keys, known or not.
-	var entries []struct {
-		Image map[string]json.RawMessage `json:"hv:image"`
-	}
-	if err := json.Unmarshal(imgs, &entries); err != nil {
-		return nil, f.err("hv:images", "must be an array of {\"hv:image\": {…}} objects")
 	}
 	l.Images = make([]Image, 0, len(entries))
 	for i, e := range entries {
@@ -142,6 +128,94 @@ func Parse(data []byte) (*List, error) {
 		l.Images = append(l.Images, img)
 	}
 	return l, nil
+}
+
+// imageEntry is one element of hv:images.
+type imageEntry struct {
+	Image map[string]json.RawMessage `json:"hv:image"`
+}
+
+// decodeList reads the document in one pass: the list's own keys into a map of raw values,
+// and hv:images straight into per-image maps, so that a list of 10,000 images is scanned
+// once rather than once per level of nesting. Duplicate keys in the list are refused: a
+// signed document should not say two things.
+func decodeList(data []byte) (map[string]json.RawMessage, []imageEntry, error) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	malformed := func(err error) error { return &MalformedError{Msg: jsonError(err)} }
+	if err := expectDelim(dec, '{'); err != nil {
+		return nil, nil, &MalformedError{Msg: "a HEPiX image list is a JSON object: " + err.Error()}
+	}
+	var raw map[string]json.RawMessage
+	var entries []imageEntry
+	for dec.More() {
+		key, err := dec.Token()
+		if err != nil {
+			return nil, nil, malformed(err)
+		}
+		if key != "hv:imagelist" {
+			var skip json.RawMessage
+			if err := dec.Decode(&skip); err != nil {
+				return nil, nil, malformed(err)
+			}
+			continue
+		}
+		if raw != nil {
+			return nil, nil, &MalformedError{Key: "hv:imagelist", Msg: "appears twice"}
+		}
+		if err := expectDelim(dec, '{'); err != nil {
+			return nil, nil, &MalformedError{Key: "hv:imagelist", Msg: "must be an object"}
+		}
+		raw = map[string]json.RawMessage{}
+		for dec.More() {
+			t, err := dec.Token()
+			if err != nil {
+				return nil, nil, malformed(err)
+			}
+			k := t.(string) // inside an object the decoder only yields string keys here
+			if _, dup := raw[k]; dup {
+				return nil, nil, &MalformedError{Key: k, Msg: "appears twice"}
+			}
+			if k == "hv:images" {
+				if err := dec.Decode(&entries); err != nil {
+					return nil, nil, &MalformedError{Key: "hv:images", Msg: "must be an array of {\"hv:image\": {…}} objects: " + jsonError(err)}
+				}
+				raw[k] = nil
+				continue
+			}
+			var v json.RawMessage
+			if err := dec.Decode(&v); err != nil {
+				return nil, nil, malformed(err)
+			}
+			raw[k] = v
+		}
+		if err := expectDelim(dec, '}'); err != nil {
+			return nil, nil, malformed(err)
+		}
+	}
+	if err := expectDelim(dec, '}'); err != nil {
+		return nil, nil, malformed(err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return nil, nil, &MalformedError{Msg: "invalid JSON: data after the object"}
+	}
+	if raw == nil {
+		return nil, nil, &MalformedError{Key: "hv:imagelist", Msg: "missing (not a HEPiX image list)"}
+	}
+	if _, ok := raw["hv:images"]; ok && entries == nil {
+		entries = []imageEntry{} // "hv:images": [] or null: present, empty
+	}
+	return raw, entries, nil
+}
+
+func expectDelim(dec *json.Decoder, want json.Delim) error {
+	t, err := dec.Token()
+	if err != nil {
+		return errors.New(jsonError(err))
+	}
+	if d, ok := t.(json.Delim); !ok || d != want {
+		return fmt.Errorf("expected %q, found %v", want, t)
+	}
+	return nil
 }
 
 // jsonError words a decoding error for a person; encoding/json's own text names Go types.

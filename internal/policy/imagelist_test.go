@@ -68,7 +68,8 @@ func TestParseNamesMissingKey(t *testing.T) {
 		{"size", `"hv:size": "1073741824"`, `"hv:size": "1 GiB"`, "hv:size"},
 		{"wrong type", `"hv:version": "9.4-20261030"`, `"hv:version": 9`, "hv:version: must be a string"},
 		{"not hepix", `"hv:imagelist"`, `"imagelist"`, "hv:imagelist: missing"},
-		{"trailing data", "\n}\n", "\n}\n{}", "after top-level value"},
+		{"trailing data", "\n}\n", "\n}\n{}", "data after the object"},
+		{"duplicate key", `"hv:version": "20261101080000",`, `"hv:version": "20261101080000", "hv:version": "1",`, "hv:version: appears twice"},
 		{"images not array", `"hv:images": [`, `"hv:images": 5, "x": [`, "hv:images: must be an array"},
 	}
 	for _, c := range cases {

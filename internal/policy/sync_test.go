@@ -333,3 +333,20 @@ func TestSyncFailsWhole_WhenHistoryCannotBeWritten(t *testing.T) {
 		t.Fatal("state changed although the history could not be written")
 	}
 }
+
+// TestSyncLargeList: a first sync of a list far larger than one journal batch records every
+// image (the history is written in several batches).
+func TestSyncLargeList(t *testing.T) {
+	if testing.Short() {
+		t.Skip("large list")
+	}
+	s := newSite(t)
+	s.publish(list("1", policytest.Images(40_000)...))
+	rep := s.sync()
+	if r := rep.Results[0]; r.Outcome != OutcomeAccepted || r.Endorsed != 40_000 {
+		t.Fatalf("%+v", r)
+	}
+	if n := countEvents(s.history(), EventImageEndorsed); n != 40_000 {
+		t.Fatalf("%d image.endorsed events", n)
+	}
+}
