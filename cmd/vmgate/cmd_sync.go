@@ -89,5 +89,5 @@ func changes(c map[string]int) string {
 		return ""
 	}
 	sort.Strings(parts)
-	return " (" + strings.Join(parts, ", ") + ")"
+	return "; this sync: " + strings.Join(parts, ", ")
 }

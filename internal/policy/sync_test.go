@@ -203,6 +203,10 @@ func TestSyncRefusalsKeepPreviousList(t *testing.T) {
 			s.publish(l)
 		}, ReasonIdentifierMismatch},
 		{"unreachable", func(s *site) { os.Remove(filepath.Join(s.pubDir, "image.list")) }, ReasonFetch},
+		{"too large", func(s *site) {
+			s.cfg.Subscriptions[0].MaxSize = 1024
+			s.publish(list("2", policytest.Images(20)...))
+		}, ReasonTooLarge},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

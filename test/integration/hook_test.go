@@ -226,3 +226,67 @@ func runHook(t *testing.T, s *site, name, xml string) (int, string) {
 	t.Errorf("%s: %v", name, err)
 	return -1, err.Error()
 }
+
+// TestHookRefusesWhenTheDiskIsFull: the state directory is on a tmpfs that is full. The hook
+// cannot make its record durable, so it refuses the start, and the records written before are
+// intact.
+func TestHookRefusesWhenTheDiskIsFull(t *testing.T) {
+	requireIntegration(t)
+	if os.Geteuid() != 0 {
+		t.Fatal("this test mounts a tmpfs: run it as root")
+	}
+	s := newSite(t, "")
+	aPath, a := s.baseImage("a.raw")
+	s.publish(a)
+	if err := os.MkdirAll(s.stateDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", s.stateDir).CombinedOutput(); err != nil {
+		t.Fatalf("mount: %v %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", s.stateDir).Run() })
+	if _, stderr, code := s.vmgate("sync"); code != 0 {
+		t.Fatalf("sync: %s", stderr)
+	}
+	domain := `<domain type='qemu'><name>vm</name><devices><disk type='file' device='disk'><driver type='raw'/><source file='` + aPath + `'/><target dev='vda'/></disk></devices></domain>`
+	if code, stderr := runHook(t, s, "vm", domain); code != 0 {
+		t.Fatalf("before the disk is full: exit %d %s", code, stderr)
+	}
+	// Fill the file system to the last byte.
+	f, err := os.Create(filepath.Join(s.stateDir, "filler"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 4096)
+	for {
+		if _, err := f.Write(buf); err != nil {
+			break
+		}
+	}
+	for {
+		if _, err := f.Write(buf[:1]); err != nil {
+			break
+		}
+	}
+	f.Close()
+	// The journal's last page may still hold a record or two; the start after that must be
+	// refused, and every start allowed before must have its record.
+	allowed := 1
+	for ; ; allowed++ {
+		code, stderr := runHook(t, s, "vm", domain)
+		if code == 0 {
+			if allowed > 20 {
+				t.Fatal("20 starts allowed on a full disk")
+			}
+			continue
+		}
+		if code != 1 || !strings.Contains(stderr, "no record, no start") || !strings.Contains(stderr, "no space left on device") {
+			t.Fatalf("full disk: exit %d, stderr %q", code, stderr)
+		}
+		break
+	}
+	os.Remove(filepath.Join(s.stateDir, "filler"))
+	if out, stderr, code := s.vmgate("trace", "verify"); code != 0 || !strings.Contains(out, strconv.Itoa(allowed)+" records intact") {
+		t.Fatalf("trace verify after the full disk (%d allowed): exit %d\n%s%s", allowed, code, out, stderr)
+	}
+}

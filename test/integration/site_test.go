@@ -158,13 +158,20 @@ func (s *site) baseImage(name string) (string, policytest.Image) {
 // TestSyncCLIWithCosignSignedLists drives `vmgate sync` and `vmgate images` as an operator
 // would, on lists signed by the real cosign CLI.
 func TestSyncCLIWithCosignSignedLists(t *testing.T) {
-	s := newSite(t, "")
+	imageDir := t.TempDir()
+	s := newSite(t, "image_dirs: ["+imageDir+"]\n")
 	_, a := s.baseImage("a.raw")
 	_, b := s.baseImage("b.raw")
+	os.WriteFile(filepath.Join(imageDir, "base.raw"), []byte("a base image in image_dirs"), 0o644)
 	s.publish(a, b)
 	out, stderr, code := s.vmgate("sync")
 	if code != 0 || !strings.Contains(out, "example: accepted list 5b0e7c9a-3f1d-4c2b-9e8a-7d6c5b4a3f2e version 1, 2 images endorsed") {
 		t.Fatalf("first sync: exit %d\n%s%s", code, out, stderr)
+	}
+	// image_dirs were hashed ahead of the first VM start (an image written this very second
+	// is hashed but not cached yet: see internal/imagehash).
+	if !strings.Contains(out, "image_dirs: 1 files, 1 hashed now") {
+		t.Fatalf("image_dirs not hashed:\n%s", out)
 	}
 	imgs := s.images()
 	if imgs[a.SHA512]["status"] != "endorsed" || imgs[b.SHA512]["status"] != "endorsed" || imgs[a.SHA512]["list"] != "example" {
