@@ -47,7 +47,18 @@ type Record struct {
 	Images    []Image   `json:"images,omitempty"` // one per disk judged
 	MACs      []string  `json:"macs,omitempty"`
 	IPs       []IP      `json:"ips,omitempty"`
-	Version   string    `json:"vmgate_version"`
+	// Action is what vmgate terminate did (shutdown, destroy, suspend, stop, lock), and
+	// Actor who ran it; RevokedAt is when the image stopped being endorsed.
+	Action    string     `json:"action,omitempty"`
+	Actor     *Actor     `json:"actor,omitempty"`
+	RevokedAt *time.Time `json:"revoked_at,omitempty"`
+	Version   string     `json:"vmgate_version"`
+}
+
+// Actor is the person (Unix account) who ran a command that acted on VMs.
+type Actor struct {
+	UID  int    `json:"uid"`
+	Name string `json:"name,omitempty"`
 }
 
 // Domain names the libvirt domain.
