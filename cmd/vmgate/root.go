@@ -30,7 +30,9 @@ func newRootCommand() *cobra.Command {
 
 It syncs the signed image lists (HEPiX format) of the endorsers a site subscribes to,
 verifies and checks them, keeps an auditable history, and compiles the snapshot that the
-libvirt hook (vmgate-hook) consults at every VM start.
+libvirt hook (vmgate-hook, installed by vmgate hook install) consults at every VM start.
+The hook refuses any image that is not endorsed now and records every decision in a
+hash-chained trace journal before it lets a VM start.
 
 Configuration: --config, else $VMGATE_CONFIG, else ` + config.DefaultPath + `.
 Any scalar key can be overridden by VMGATE_<KEY> (for example VMGATE_STATE_DIR).

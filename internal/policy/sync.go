@@ -153,6 +153,10 @@ func (s *Syncer) syncOne(ctx context.Context, sub config.Subscription, ss *SubSt
 		res.List, res.Version = ss.Accepted.Identifier, ss.Accepted.Version
 	}
 	ss.LastAttempt = now
+	if ss.Accepted != nil {
+		// The list in force lapses by the max_age configured now, not when it was accepted.
+		ss.Accepted.MaxAge = sub.MaxAge
+	}
 	log := s.Log.With("subscription", sub.Name)
 	events, err := s.fetchAndAccept(ctx, sub, ss, dir, now, &res)
 	if err != nil {

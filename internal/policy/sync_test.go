@@ -354,3 +354,17 @@ func TestSyncLargeList(t *testing.T) {
 		t.Fatalf("%d image.endorsed events", n)
 	}
 }
+
+// TestSyncLowerMaxAgeAppliesToTheListInForce: an operator who lowers max_age freezes the
+// list in force at once, without waiting for a new list.
+func TestSyncLowerMaxAgeAppliesToTheListInForce(t *testing.T) {
+	s := newSite(t)
+	imgs := policytest.Images(1)
+	s.publish(list("1", imgs...)) // created an hour before now
+	s.sync()
+	s.cfg.Subscriptions[0].MaxAge = 30 * time.Minute
+	rep := s.sync()
+	if rep.Results[0].Endorsed != 0 || !strings.Contains(s.lookup(imgs[0].SHA512).Latest().Reason, "older than max_age") {
+		t.Fatalf("%+v", rep.Results[0])
+	}
+}
