@@ -4,7 +4,7 @@
 set -euo pipefail
 
 COSIGN_VERSION=v2.6.5
-DEBIAN_PACKAGES=(openssl ca-certificates hyperfine qemu-utils time)
+DEBIAN_PACKAGES=(openssl ca-certificates hyperfine qemu-utils time rsyslog rsyslog-gnutls)
 
 missing=()
 for p in "${DEBIAN_PACKAGES[@]}"; do

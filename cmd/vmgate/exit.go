@@ -7,6 +7,7 @@ const (
 	exitOK      = 0 // done; nothing refused
 	exitRefused = 1 // an answer, not a failure: a list was refused, a signature is invalid
 	exitError   = 2 // vmgate could not do its work: bad usage, bad config, unreadable files
+	exitTargets = 3 // vmgate terminate --dry-run found VMs to act on, so that a cron job can alert
 )
 
 // outcome is an error that carries its own exit code. An empty msg means the command has

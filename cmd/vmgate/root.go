@@ -52,6 +52,8 @@ Exit codes: 0 done, 1 refused or invalid (see each command), 2 error.`,
 		newCheckCommand(&g),
 		newHookCommand(&g),
 		newTraceCommand(&g),
+		newShipCommand(&g),
+		newTerminateCommand(&g),
 	)
 	return root
 }

@@ -16,6 +16,8 @@ import (
 	"path"
 	"path/filepath"
 	"regexp"
+	"strconv"
+	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -33,6 +35,17 @@ const (
 	DefaultMaxSize   = 64 << 20 // bytes fetched for one list, signature or bundle
 	DefaultClockSkew = 5 * time.Minute
 	DefaultTimeout   = 60 * time.Second
+
+	// DefaultRetention is how long trace records are kept: the 180 days the EGI
+	// traceability policy asks for.
+	DefaultRetention = 180 * 24 * time.Hour
+	// MinRetention keeps a typo ("24m") from pruning records within the hour.
+	MinRetention = 24 * time.Hour
+	// DefaultAppName is the RFC 5424 APP-NAME of shipped records.
+	DefaultAppName = "vmgate"
+	// DefaultMaxBacklog is how many records a sink may leave unacknowledged before vmgate
+	// reports it unhealthy.
+	DefaultMaxBacklog = 100000
 )
 
 // Config is the whole configuration file.
@@ -49,7 +62,55 @@ type Config struct {
 	ImageDirs []string `yaml:"image_dirs"`
 	// Admission is how the hook decides.
 	Admission Admission `yaml:"admission"`
+	// Trace is how long traceability records are kept and where they are shipped.
+	Trace Trace `yaml:"trace"`
 }
+
+// Sink types.
+const (
+	SinkSyslog   = "syslog"   // RFC 5424 over TCP, octet-counting framing; TLS (RFC 5425) by default
+	SinkJSONFile = "jsonfile" // ECS JSON lines appended to a file, for Filebeat, Fluent Bit or Vector
+)
+
+// Trace configures the traceability records: retention and shipping.
+type Trace struct {
+	// Retention is how long records are kept; a record past it is pruned only once every
+	// sink has acknowledged it.
+	Retention time.Duration `yaml:"retention"`
+	// Sinks receive every record, at least once, each with its own cursor.
+	Sinks []Sink `yaml:"sinks"`
+}
+
+// Sink is one destination of the trace records. Which keys apply depends on Type; a key set
+// for the other type is refused, so that a typo cannot leave, say, TLS silently unused.
+type Sink struct {
+	Name string `yaml:"name"`
+	Type string `yaml:"type"`
+
+	// syslog
+	Address string `yaml:"address"` // host:port
+	// TLS is RFC 5425 (true, the default when unset) or plain TCP with RFC 6587 octet
+	// counting (false). After Parse it is never nil; use UseTLS.
+	TLS *bool `yaml:"tls"`
+	// CAFile, when set, is the only trust for the server certificate (the SIEM's CA);
+	// otherwise the system CAs are used.
+	CAFile string `yaml:"ca_file"`
+	// CertFile and KeyFile are an optional client certificate, both or neither.
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+	// ServerName is checked against the server certificate; default the host of Address.
+	ServerName string `yaml:"server_name"`
+	AppName    string `yaml:"app_name"`
+	// MaxBacklog is how many records may wait for this sink before vmgate reports it
+	// unhealthy.
+	MaxBacklog int64 `yaml:"max_backlog"`
+
+	// jsonfile
+	Path string `yaml:"path"`
+}
+
+// UseTLS reports whether a syslog sink speaks TLS.
+func (s *Sink) UseTLS() bool { return s.TLS == nil || *s.TLS }
 
 // Admission modes.
 const (
@@ -145,6 +206,7 @@ func (c *Config) fillDefaults() {
 	if c.ClockSkew == 0 {
 		c.ClockSkew = DefaultClockSkew
 	}
+	c.Trace.fillDefaults()
 	for i := range c.Subscriptions {
 		s := &c.Subscriptions[i]
 		if s.MaxAge == 0 {
@@ -174,6 +236,9 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("config: clock_skew must not be negative")
 	}
 	if err := c.Admission.validate(); err != nil {
+		return err
+	}
+	if err := c.Trace.validate(); err != nil {
 		return err
 	}
 	for _, d := range c.ImageDirs {
@@ -235,6 +300,144 @@ func (a *Admission) validate() error {
 		}
 	}
 	return nil
+}
+
+func (t *Trace) fillDefaults() {
+	if t.Retention == 0 {
+		t.Retention = DefaultRetention
+	}
+	for i := range t.Sinks {
+		s := &t.Sinks[i]
+		if s.MaxBacklog == 0 {
+			s.MaxBacklog = DefaultMaxBacklog
+		}
+		if s.Type != SinkSyslog {
+			continue // syslog keys stay unset elsewhere, so that validate can refuse them
+		}
+		if s.TLS == nil {
+			on := true
+			s.TLS = &on
+		}
+		if s.AppName == "" {
+			s.AppName = DefaultAppName
+		}
+		if s.ServerName == "" && s.UseTLS() {
+			if host, _, err := splitAddress(s.Address); err == nil {
+				s.ServerName = host
+			}
+		}
+	}
+}
+
+func (t *Trace) validate() error {
+	if t.Retention < MinRetention {
+		return fmt.Errorf("config: trace.retention %v: must be at least %v", t.Retention, MinRetention)
+	}
+	names := map[string]bool{}
+	paths := map[string]string{}
+	for i := range t.Sinks {
+		s := &t.Sinks[i]
+		where := fmt.Sprintf("config: trace.sinks[%d]", i)
+		if s.Name != "" {
+			where = fmt.Sprintf("config: trace sink %q", s.Name)
+		}
+		if !nameRE.MatchString(s.Name) {
+			return fmt.Errorf("%s: name %q must match [a-z0-9-]+", where, s.Name)
+		}
+		if names[s.Name] {
+			return fmt.Errorf("%s: name is used twice", where)
+		}
+		names[s.Name] = true
+		if s.MaxBacklog < 0 {
+			return fmt.Errorf("%s: max_backlog must not be negative", where)
+		}
+		switch s.Type {
+		case SinkSyslog:
+			if err := s.validateSyslog(); err != nil {
+				return fmt.Errorf("%s: %w", where, err)
+			}
+		case SinkJSONFile:
+			if err := s.validateJSONFile(); err != nil {
+				return fmt.Errorf("%s: %w", where, err)
+			}
+			if other, ok := paths[s.Path]; ok {
+				return fmt.Errorf("%s: path %s is also the path of sink %q", where, s.Path, other)
+			}
+			paths[s.Path] = s.Name
+		default:
+			return fmt.Errorf("%s: type %q: want %s or %s", where, s.Type, SinkSyslog, SinkJSONFile)
+		}
+	}
+	return nil
+}
+
+func (s *Sink) validateSyslog() error {
+	if s.Path != "" {
+		return errors.New("path applies only to type jsonfile")
+	}
+	if s.Address == "" {
+		return errors.New("address (host:port) is required")
+	}
+	if _, _, err := splitAddress(s.Address); err != nil {
+		return fmt.Errorf("address %q: %w", s.Address, err)
+	}
+	// RFC 5424 APP-NAME: 1 to 48 printable US-ASCII characters, no space.
+	if len(s.AppName) > 48 || strings.IndexFunc(s.AppName, func(r rune) bool { return r < '!' || r > '~' }) >= 0 {
+		return fmt.Errorf("app_name %q: want 1 to 48 printable ASCII characters without spaces (RFC 5424 APP-NAME)", s.AppName)
+	}
+	if !s.UseTLS() {
+		for key, v := range map[string]string{"ca_file": s.CAFile, "cert_file": s.CertFile, "key_file": s.KeyFile, "server_name": s.ServerName} {
+			if v != "" {
+				return fmt.Errorf("%s applies only with tls: true", key)
+			}
+		}
+		return nil
+	}
+	for key, v := range map[string]string{"ca_file": s.CAFile, "cert_file": s.CertFile, "key_file": s.KeyFile} {
+		if v != "" && !filepath.IsAbs(v) {
+			return fmt.Errorf("%s %q must be an absolute path", key, v)
+		}
+	}
+	if (s.CertFile == "") != (s.KeyFile == "") {
+		return errors.New("cert_file and key_file: give both or neither")
+	}
+	return nil
+}
+
+func (s *Sink) validateJSONFile() error {
+	for key, set := range map[string]bool{
+		"address": s.Address != "", "tls": s.TLS != nil, "ca_file": s.CAFile != "", "cert_file": s.CertFile != "",
+		"key_file": s.KeyFile != "", "server_name": s.ServerName != "", "app_name": s.AppName != "",
+	} {
+		if set {
+			return fmt.Errorf("%s applies only to type syslog", key)
+		}
+	}
+	if s.Path == "" {
+		return errors.New("path is required")
+	}
+	if !filepath.IsAbs(s.Path) {
+		return fmt.Errorf("path %q must be an absolute path", s.Path)
+	}
+	return nil
+}
+
+// splitAddress splits host:port. net.SplitHostPort would do, but package net is not linked
+// into the hook, which reads this package, and costs start-up time there.
+func splitAddress(addr string) (host, port string, err error) {
+	u, err := url.Parse("//" + addr)
+	if err != nil || u.Host != addr || u.User != nil {
+		return "", "", errors.New("want host:port")
+	}
+	host, port = u.Hostname(), u.Port()
+	if host == "" {
+		return "", "", errors.New("no host: want host:port")
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil || n < 1 || n > 65535 {
+		return "", "", errors.New("no port or a bad one: want host:port, port 1 to 65535")
+	}
+	return host, port, nil
 }
 
 func checkURL(raw string) error {

@@ -103,3 +103,93 @@ func TestAdmissionDefaultsAndValidation(t *testing.T) {
 		}
 	}
 }
+
+const traceExample = `
+trace:
+  retention: 4320h
+  sinks:
+    - name: siem
+      type: syslog
+      address: siem.example.org:6514
+      tls: true
+      ca_file: /etc/vmgate/siem-ca.pem
+      cert_file: ""
+      key_file: ""
+      server_name: ""
+      app_name: vmgate
+      max_backlog: 100000
+    - name: filebeat
+      type: jsonfile
+      path: /var/log/vmgate/records.jsonl
+`
+
+func TestTraceContractExample(t *testing.T) {
+	c, err := Parse([]byte(traceExample))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Trace.Retention != 180*24*time.Hour || len(c.Trace.Sinks) != 2 {
+		t.Fatalf("%+v", c.Trace)
+	}
+	s := c.Trace.Sinks[0]
+	if !s.UseTLS() || s.ServerName != "siem.example.org" || s.AppName != "vmgate" || s.MaxBacklog != 100000 {
+		t.Errorf("syslog sink: %+v", s)
+	}
+	f := c.Trace.Sinks[1]
+	if f.Type != SinkJSONFile || f.Path != "/var/log/vmgate/records.jsonl" || f.TLS != nil || f.MaxBacklog != DefaultMaxBacklog {
+		t.Errorf("jsonfile sink: %+v", f)
+	}
+}
+
+func TestTraceDefaults(t *testing.T) {
+	c, err := Parse([]byte("trace: {sinks: [{name: s, type: syslog, address: '[2001:db8::1]:6514'}, {name: p, type: syslog, address: '10.0.0.1:514', tls: false}]}"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Trace.Retention != DefaultRetention {
+		t.Errorf("retention = %v", c.Trace.Retention)
+	}
+	s, p := c.Trace.Sinks[0], c.Trace.Sinks[1]
+	if !s.UseTLS() || s.ServerName != "2001:db8::1" || s.AppName != DefaultAppName || s.MaxBacklog != DefaultMaxBacklog {
+		t.Errorf("defaults: %+v", s)
+	}
+	if p.UseTLS() || p.ServerName != "" {
+		t.Errorf("plain TCP sink: tls %v server_name %q", p.UseTLS(), p.ServerName)
+	}
+	if got := strings.Join(ScalarKeys(), ","); !strings.Contains(got, "trace.retention") || strings.Contains(got, "trace.sinks") {
+		t.Errorf("ScalarKeys() = %s", got)
+	}
+}
+
+func TestTraceRefusesWithKeyName(t *testing.T) {
+	sink := func(s string) string { return "trace: {sinks: [" + s + "]}" }
+	for in, want := range map[string]string{
+		"trace: {retention: 12h}":                       "trace.retention",
+		"trace: {retention: forever}":                   "forever",
+		"trace: {keep: 1}":                              "keep",
+		sink("{name: S, type: syslog, address: 'a:1'}"): "name",
+		sink("{name: s, type: syslog, address: 'a:1'}, {name: s, type: jsonfile, path: /x}"): "twice",
+		sink("{name: s, type: kafka}"):                                                   "type",
+		sink("{name: s, type: syslog}"):                                                  "address",
+		sink("{name: s, type: syslog, address: siem.example.org}"):                       "address",
+		sink("{name: s, type: syslog, address: 'siem:0'}"):                               "address",
+		sink("{name: s, type: syslog, address: 'https://siem:6514'}"):                    "address",
+		sink("{name: s, type: syslog, address: 'a:1', ca_file: ca.pem}"):                 "ca_file",
+		sink("{name: s, type: syslog, address: 'a:1', cert_file: /c.pem}"):               "key_file",
+		sink("{name: s, type: syslog, address: 'a:1', tls: false, ca_file: /ca.pem}"):    "ca_file",
+		sink("{name: s, type: syslog, address: 'a:1', app_name: 'vm gate'}"):             "app_name",
+		sink("{name: s, type: syslog, address: 'a:1', path: /x}"):                        "path",
+		sink("{name: s, type: syslog, address: 'a:1', max_backlog: -1}"):                 "max_backlog",
+		sink("{name: s, type: syslog, address: 'a:1', port: 6514}"):                      "port",
+		sink("{name: f, type: jsonfile}"):                                                "path",
+		sink("{name: f, type: jsonfile, path: records.jsonl}"):                           "path",
+		sink("{name: f, type: jsonfile, path: /x, tls: true}"):                           "tls",
+		sink("{name: f, type: jsonfile, path: /x, address: 'a:1'}"):                      "address",
+		sink("{name: f, type: jsonfile, path: /x}, {name: g, type: jsonfile, path: /x}"): "path",
+	} {
+		_, err := Parse([]byte(in))
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: err = %v, want it to name %s", in, err, want)
+		}
+	}
+}

@@ -70,7 +70,7 @@ func Run(e Env) int {
 	if err != nil {
 		return h.finish(gated, false, fmt.Sprintf("cannot read the domain XML: %v", err), &trace.Record{Event: refuseOr(gated, event), Op: op, Domain: trace.Domain{Name: name}})
 	}
-	rec := describe(d)
+	rec := admission.Describe(d)
 	rec.Op = op
 	if !gated {
 		rec.Event, rec.Outcome = event, trace.OutcomeSuccess
@@ -150,34 +150,6 @@ func (h *run) finish(gated, allow bool, reason string, rec *trace.Record) int {
 	return ExitRefuse
 }
 
-// describe fills what the record says of the domain itself.
-func describe(d *domain.Domain) trace.Record {
-	rec := trace.Record{Domain: trace.Domain{Name: d.Name, UUID: d.UUID}}
-	for _, i := range d.Interfaces {
-		if i.MAC != "" {
-			rec.MACs = append(rec.MACs, i.MAC)
-		}
-	}
-	if n := d.Nova; n != nil {
-		rec.Instance = &trace.Instance{ID: d.UUID, Name: n.Name}
-		if n.UserID != "" || n.UserName != "" {
-			rec.User = &trace.Owner{ID: n.UserID, Name: n.UserName}
-		}
-		if n.ProjectID != "" || n.ProjectName != "" {
-			rec.Project = &trace.Owner{ID: n.ProjectID, Name: n.ProjectName}
-		}
-		for _, p := range n.Ports {
-			for _, ip := range p.IPs {
-				rec.IPs = append(rec.IPs, trace.IP{Address: ip.Address.String(), Type: ip.Type})
-			}
-		}
-		if n.Root != nil && n.Root.Type == "image" {
-			rec.Images = []trace.Image{{GlanceID: n.Root.ID}}
-		}
-	}
-	return rec
-}
-
 // fillDecision adds the decision to the record.
 func fillDecision(rec *trace.Record, dec admission.Decision) {
 	switch {
@@ -189,16 +161,8 @@ func fillDecision(rec *trace.Record, dec admission.Decision) {
 		rec.Event, rec.Outcome = trace.AdmissionRefuse, trace.OutcomeFailure
 	}
 	rec.Reason, rec.Exemption, rec.Mode = dec.Reason, dec.Exemption, dec.Mode
-	if len(dec.Disks) > 0 {
-		rec.Images = rec.Images[:0]
-	}
-	for _, d := range dec.Disks {
-		im := trace.Image{Disk: d.Target, Source: d.Source, GlanceID: d.GlanceID, SHA512: d.SHA512, Status: d.Status}
-		if e := d.Image; e != nil {
-			im.Identifier, im.Title, im.Version = e.Identifier, e.Title, e.Version
-			im.Subscription, im.List, im.ListVersion, im.Endorser = e.Subscription, e.List, e.ListVersion, e.Endorser
-		}
-		rec.Images = append(rec.Images, im)
+	if ims := dec.TraceImages(); len(ims) > 0 {
+		rec.Images = ims
 	}
 }
 

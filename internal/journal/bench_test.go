@@ -1,13 +1,17 @@
 package journal
 
 import (
+	"bufio"
 	"encoding/json"
 	"fmt"
+	"io"
+	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // record1K is a trace record of about 1 KiB, the size the hook writes.
@@ -81,4 +85,95 @@ func BenchmarkVerify(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/record")
+}
+
+// BenchmarkPrune drops the first half of a journal of 1,000,000 records of about 1 KiB (1.2
+// GB), which it reads and checks, and copies the other half. MB/s is over the whole journal.
+// An appender runs alongside: max-append-ms is the longest an Append took meanwhile, which is
+// how long VM starts would wait.
+func BenchmarkPrune(b *testing.B) {
+	const n = 1_000_000
+	dir := b.TempDir()
+	master := filepath.Join(dir, "master")
+	writeJournalT(b, master, n, record1K)
+	path := filepath.Join(dir, "trace.jsonl")
+	b.SetBytes(statT(b, master).Size())
+	var longest time.Duration
+	for b.Loop() {
+		b.StopTimer()
+		copyFileT(b, master, path)
+		stop := make(chan struct{})
+		waited := make(chan time.Duration)
+		go func() {
+			var w time.Duration
+			defer func() { waited <- w }()
+			j := openT(b, path, Options{})
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				t0 := time.Now()
+				if _, err := j.Append(record1K(0)); err != nil {
+					b.Error(err)
+					return
+				}
+				w = max(w, time.Since(t0))
+			}
+		}()
+		b.StartTimer()
+
+		res, err := Prune(path, keepFrom(n/2+1), Options{})
+
+		b.StopTimer()
+		close(stop)
+		longest = max(longest, <-waited)
+		if err != nil || res.Dropped != n/2 || res.Kept < n/2 {
+			b.Fatalf("%+v, %v", res, err)
+		}
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(longest.Microseconds())/1000, "max-append-ms")
+}
+
+// writeJournalT writes a journal of n records straight to path, far faster than Append.
+func writeJournalT(b *testing.B, path string, n int, data func(int) json.RawMessage) {
+	f, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	w := bufio.NewWriterSize(f, 1<<20)
+	w.Write(appendHeader(nil, 0, zeroHash))
+	clock := fakeClock()
+	prev := zeroHash
+	var buf []byte
+	for i := 1; i <= n; i++ {
+		buf, prev = appendRecord(buf[:0], uint64(i), clock(), prev, data(i))
+		w.Write(buf)
+	}
+	if err := w.Flush(); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// copyFileT copies src to dst and syncs it, so that writing it back does not slow what follows.
+func copyFileT(b *testing.B, src, dst string) {
+	in, err := os.Open(src)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer in.Close()
+	out, err := os.Create(dst)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer out.Close()
+	if _, err := io.Copy(out, in); err != nil {
+		b.Fatal(err)
+	}
+	if err := out.Sync(); err != nil {
+		b.Fatal(err)
+	}
 }

@@ -21,12 +21,9 @@
 // is re-encoded, and only the one spelling Append writes is accepted, so a line has exactly
 // one valid form. A line is at most MaxRecordSize bytes.
 //
-// A new journal has the anchor 0 and 64 zeros. Retention will replace the file by one that
-// starts later, with the seq and hash of the last record it dropped as the anchor, so the
-// rest still verifies. A journal alone cannot show that records were dropped from its start:
-// the anchor must be checked against a copy kept elsewhere (the SIEM has the shipped records).
-// Whoever replaces the file must rename the new one over it while holding the lock on the
-// old one; Append notices the rename once it holds the lock and moves to the new file.
+// A new journal has the anchor 0 and 64 zeros; Prune moves it on (see Retention). Whoever
+// replaces the file must rename the new one over it while holding the lock on the old one;
+// Append notices the rename once it holds the lock and moves to the new file.
 //
 // # Guarantees
 //
@@ -52,4 +49,32 @@
 // appends: they read the journal as it was when they began. Nothing here keeps a root user
 // from rewriting the whole chain; the hashes make changes evident to whoever holds a later
 // hash, which is what shipping records off the host is for.
+//
+// # Retention
+//
+// Prune drops the oldest records, as a prefix: up to, not including, the first record the
+// caller's keep accepts (trace retention keeps what is recent or not yet acknowledged by
+// every SIEM sink). It writes a new file whose header is anchored on the last record dropped
+// (its seq and hash, nothing else), followed by the kept lines byte for byte, and renames it
+// over the journal. The dropped records are not kept on the host: the SIEM has them.
+//
+// Verify then checks the chain from the anchor on and reports AnchorSeq and Anchor. A
+// journal alone cannot show what came before its anchor, nor that the anchor is genuine:
+// whoever drops records and writes a header anchored on the last one dropped has a journal
+// that verifies. So an auditor compares the anchor with the SIEM's copy: there, record
+// AnchorSeq must have the hash Anchor. Read(path, from) with from <= anchor_seq starts at
+// the first record kept, anchor_seq+1, without an error; a reader that keeps a cursor tells
+// that it fell behind a prune from the first record's seq and prev, or from Verify's anchor.
+//
+// Prune checks every record it drops, and the first it keeps, and refuses (ErrDamaged, with
+// the *Problem) if the chain breaks there: a new anchor must not hide tampering. A torn tail
+// is moved aside first, as Append does. Pruning nothing does not write to the journal.
+//
+// Appends go on during most of a Prune: it reads the records to drop and copies the rest
+// without the journal's lock, then takes it to copy what was appended meanwhile, sync, rename
+// and sync the directory, and holds the new file's lock until then, so that no append lands
+// in the old file or in a new one whose name a crash could still undo. Prunes of one
+// journal take turns on the lock of the file they build, path + PruneSuffix. A crash before
+// the rename leaves the journal as it was and that file, which nothing reads and the next
+// Prune overwrites; a crash after it leaves the new journal.
 package journal

@@ -40,9 +40,31 @@ type Options struct {
 	Mode os.FileMode
 	// Now is the clock that stamps records; time.Now when nil. Records carry it in UTC.
 	Now func() time.Time
-	// OnRepair is told when Append has moved a torn tail aside. When nil, Append logs a
-	// warning with slog.Default: a repair is never silent.
+	// OnRepair is told when Append or Prune has moved a torn tail aside. When nil, they log
+	// a warning with slog.Default: a repair is never silent.
 	OnRepair func(Repair)
+}
+
+func (o Options) withDefaults() Options {
+	if o.Mode == 0 {
+		o.Mode = 0o600
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return o
+}
+
+// report tells of a repair; it is called outside the locks.
+func (o Options) report(r *Repair) {
+	if r == nil {
+		return
+	}
+	if o.OnRepair != nil {
+		o.OnRepair(*r)
+	} else {
+		slog.Warn(r.String())
+	}
 }
 
 // Repair tells what Append moved aside before appending: bytes at the end of the journal that
@@ -77,12 +99,7 @@ type Journal struct {
 // Open opens the journal at path for appending, creating the file and its directory (0700)
 // if missing. A new file stays empty until the first Append.
 func Open(path string, opts Options) (*Journal, error) {
-	if opts.Mode == 0 {
-		opts.Mode = 0o600
-	}
-	if opts.Now == nil {
-		opts.Now = time.Now
-	}
+	opts = opts.withDefaults()
 	f, err := openFile(path, opts.Mode)
 	if err != nil {
 		return nil, fmt.Errorf("journal: %w", err)
@@ -127,14 +144,7 @@ func (j *Journal) Append(data ...json.RawMessage) ([]Entry, error) {
 		}
 	}
 	entries, repair, err := j.append(data, size)
-	// Reported whatever became of the append, and outside the locks.
-	if repair != nil {
-		if j.opts.OnRepair != nil {
-			j.opts.OnRepair(*repair)
-		} else {
-			slog.Warn(repair.String())
-		}
-	}
+	j.opts.report(repair) // whatever became of the append
 	if err != nil {
 		return nil, fmt.Errorf("journal %s: append: %w", j.path, err)
 	}

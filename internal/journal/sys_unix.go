@@ -43,3 +43,12 @@ func control(f *os.File, name string, call func(fd int) error) error {
 	}
 	return nil
 }
+
+// owner returns the user and group that own the file fi describes.
+func owner(fi os.FileInfo) (uid, gid int, ok bool) {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return 0, 0, false
+	}
+	return int(st.Uid), int(st.Gid), true
+}

@@ -86,7 +86,8 @@ func Verify(path string) (Report, error) {
 	return rep, nil
 }
 
-// Read calls fn for each record with seq >= from, in order, in constant memory. Every record
+// Read calls fn for each record with seq >= from, in order, in constant memory; in a pruned
+// journal, a from at or below the anchor starts at the first record kept. Every record
 // it passes on is intact and chained to the ones before it, from the header on. It stops at
 // the first error from fn and returns it as is, and at the first Problem, which it returns as
 // a *Problem. A torn tail ends the journal without an error (Verify reports it; the next
@@ -124,17 +125,28 @@ func openSnapshot(path string) (*os.File, int64, error) {
 	if err != nil {
 		return nil, 0, fmt.Errorf("journal: %w", err)
 	}
-	if err := flock(f, lockShared); err != nil {
-		f.Close()
-		return nil, 0, fmt.Errorf("journal: %w", err)
-	}
-	fi, err := f.Stat()
-	flock(f, unlock)
+	var size int64
+	err = whileShared(f, func() error {
+		fi, err := f.Stat()
+		if err == nil {
+			size = fi.Size()
+		}
+		return err
+	})
 	if err != nil {
 		f.Close()
 		return nil, 0, fmt.Errorf("journal: %w", err)
 	}
-	return f, fi.Size(), nil
+	return f, size, nil
+}
+
+// whileShared runs fn under a shared lock on f: no append is under way meanwhile.
+func whileShared(f *os.File, fn func() error) error {
+	if err := flock(f, lockShared); err != nil {
+		return err
+	}
+	defer flock(f, unlock)
+	return fn()
 }
 
 // walk checks the journal in r line by line and passes each intact record to fn (when not
@@ -180,18 +192,8 @@ func walk(r io.Reader, fn func(Entry) bool) (Report, error) {
 			rep.LastSeq, rep.LastHash = e.Seq, e.Hash
 			continue
 		}
-		if want := rep.LastSeq + 1; e.Seq != want {
-			what := "records removed"
-			if e.Seq < want {
-				what = "records reordered or repeated"
-			}
-			rep.Problem = &Problem{Line: l.num, Offset: l.off, Seq: e.Seq, Kind: KindSeq,
-				Detail: fmt.Sprintf("seq %d where %d was due: %s", e.Seq, want, what)}
-			return rep, nil
-		}
-		if e.Prev != rep.LastHash {
-			rep.Problem = &Problem{Line: l.num, Offset: l.off, Seq: e.Seq, Kind: KindPrev,
-				Detail: fmt.Sprintf("prev %.12s… is not the hash %.12s… of the record before: records removed, reordered or replaced", e.Prev, rep.LastHash)}
+		if f := chainFault(e, rep.LastSeq, rep.LastHash); f != nil {
+			rep.Problem = &Problem{Line: l.num, Offset: l.off, Seq: e.Seq, Kind: f.kind, Detail: f.detail}
 			return rep, nil
 		}
 		rep.Records++
@@ -217,6 +219,22 @@ func walk(r io.Reader, fn func(Entry) bool) (Report, error) {
 		}
 	}
 	return rep, nil
+}
+
+// chainFault tells what is wrong when e does not come right after the record with seq and
+// hash (or the anchor).
+func chainFault(e Entry, seq uint64, hash string) *fault {
+	if want := seq + 1; e.Seq != want {
+		what := "records removed"
+		if e.Seq < want {
+			what = "records reordered or repeated"
+		}
+		return &fault{kind: KindSeq, detail: fmt.Sprintf("seq %d where %d was due: %s", e.Seq, want, what)}
+	}
+	if e.Prev != hash {
+		return &fault{kind: KindPrev, detail: fmt.Sprintf("prev %.12s… is not the hash %.12s… of the record before: records removed, reordered or replaced", e.Prev, hash)}
+	}
+	return nil
 }
 
 // parseLine checks a line as lineReader returns it. The header, line 1, comes back as the
