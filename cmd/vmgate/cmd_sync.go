@@ -3,14 +3,17 @@ package main
 import (
 	"fmt"
 	"io"
+	"os"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/vmgate/vmgate/internal/admission"
 	"github.com/vmgate/vmgate/internal/imagehash"
 	"github.com/vmgate/vmgate/internal/policy"
+	"github.com/vmgate/vmgate/internal/trace"
 )
 
 func newSyncCommand(g *globalOptions) *cobra.Command {
@@ -45,6 +48,10 @@ subscription, the cause and what to do), 2 vmgate could not run or record the sy
 				return err
 			}
 			printSyncReport(cmd.OutOrStdout(), cmd.ErrOrStderr(), rep)
+			// The SIEM hears of lists and endorsements too, through the trace journal.
+			if err := trace.Append(cfg.StateDir, syncRecords(rep.Events, time.Now())...); err != nil {
+				return fmt.Errorf("the sync took effect and is in the history, but its trace records could not be written: %w", err)
+			}
 			if len(cfg.ImageDirs) > 0 {
 				// Hash new base images now, so that their first VM start does not wait.
 				st, err := imagehash.New(admission.HashCacheDir(cfg.StateDir)).Prehash(cmd.Context(), cfg.ImageDirs, log)
@@ -76,6 +83,37 @@ func printSyncReport(out, errw io.Writer, rep *policy.Report) {
 	}
 	m := rep.Snapshot
 	fmt.Fprintf(out, "snapshot %d: %d images known, fresh until %s\n", m.Serial, m.Images, m.Expires.UTC().Format("2006-01-02T15:04:05Z"))
+}
+
+// syncRecords turns the history events of a sync into trace records: list.accepted,
+// list.refused, image.endorsed and image.revoked (an expiry is a revocation whose reason
+// says so). Changes of metadata stay in the history only.
+func syncRecords(events []policy.Event, now time.Time) []trace.Record {
+	host, _ := os.Hostname()
+	var recs []trace.Record
+	for _, ev := range events {
+		r := trace.Record{Time: now.UTC(), Host: host, Outcome: trace.OutcomeSuccess, Reason: ev.Message, Version: version}
+		switch ev.Event {
+		case policy.EventListAccepted, policy.EventListRefused:
+			r.Event = trace.ListAccepted
+			if ev.Event == policy.EventListRefused {
+				r.Event, r.Outcome, r.Reason = trace.ListRefused, trace.OutcomeFailure, ev.Reason+": "+ev.Message
+			}
+			r.List = &trace.List{Subscription: ev.Subscription, Identifier: ev.List, Version: ev.ListVersion, SHA256: ev.ListSHA256}
+		case policy.EventImageEndorsed, policy.EventImageRevoked, policy.EventImageExpired:
+			r.Event = trace.ImageEndorsed
+			status := "endorsed"
+			if ev.Event != policy.EventImageEndorsed {
+				r.Event, status = trace.ImageRevoked, strings.TrimPrefix(ev.Event, "image.")
+			}
+			r.Images = []trace.Image{{SHA512: ev.SHA512, Identifier: ev.Image, Title: ev.Title, Version: ev.Version,
+				Status: status, Subscription: ev.Subscription, List: ev.List, ListVersion: ev.ListVersion}}
+		default:
+			continue
+		}
+		recs = append(recs, r)
+	}
+	return recs
 }
 
 func changes(c map[string]int) string {

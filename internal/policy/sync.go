@@ -59,6 +59,7 @@ type Result struct {
 type Report struct {
 	Results  []Result
 	Snapshot snapshot.Meta
+	Events   []Event // what this sync recorded in the history, in order
 }
 
 // Refused reports whether any subscription's list was refused.
@@ -131,6 +132,7 @@ func (s *Syncer) Run(ctx context.Context) (*Report, error) {
 	if err := appendHistory(HistoryPath(dir), events); err != nil {
 		return nil, err
 	}
+	report.Events = events
 	st.Serial++
 	if err := st.Save(StatePath(dir)); err != nil {
 		return nil, err

@@ -230,6 +230,16 @@ func (d *recordDecoder) recordField(r *trace.Record, key []byte, mask *uint32) b
 		}
 		*o = &trace.Owner{}
 		return readStrings(d, *o, ownerField)
+	case "list":
+		if !seen(mask, 19) {
+			return false
+		}
+		r.List = nil
+		if d.null() {
+			return true
+		}
+		r.List = &trace.List{}
+		return readStrings(d, r.List, listField)
 	case "actor":
 		if !seen(mask, 15) {
 			return false
@@ -398,6 +408,22 @@ func domainField(v *trace.Domain, key []byte) (*string, uint) {
 		return &v.Name, 0
 	case "uuid":
 		return &v.UUID, 1
+	}
+	return nil, 0
+}
+
+func listField(v *trace.List, key []byte) (*string, uint) {
+	switch string(key) {
+	case "subscription":
+		return &v.Subscription, 0
+	case "identifier":
+		return &v.Identifier, 1
+	case "version":
+		return &v.Version, 2
+	case "sha256":
+		return &v.SHA256, 3
+	case "endorser":
+		return &v.Endorser, 4
 	}
 	return nil, 0
 }

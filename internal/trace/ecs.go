@@ -106,6 +106,16 @@ func (r Record) ECS(seq uint64, hash, prev string) map[string]any {
 			}
 		}
 	}
+	if l := r.List; l != nil {
+		// A list event of vmgate sync names its list itself.
+		list := map[string]any{}
+		put(list, "subscription", l.Subscription)
+		put(list, "identifier", l.Identifier)
+		put(list, "version", l.Version)
+		put(list, "sha256", l.SHA256)
+		put(list, "endorser", l.Endorser)
+		vm["list"] = list
+	}
 	put(vm, "mode", r.Mode)
 	put(vm, "exemption", r.Exemption)
 	put(vm, "action", r.Action)

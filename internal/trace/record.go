@@ -21,6 +21,10 @@ const (
 	VMReconnected   = "vm.reconnected"
 	VMTerminated    = "vm.terminated"
 	VMOther         = "vm.other" // a hook operation vmgate does not know; recorded, allowed
+	ListAccepted    = "list.accepted"
+	ListRefused     = "list.refused"
+	ImageEndorsed   = "image.endorsed"
+	ImageRevoked    = "image.revoked" // also an endorsement that expired: the reason says which
 )
 
 // Outcomes, as ECS event.outcome spells them.
@@ -45,6 +49,7 @@ type Record struct {
 	User      *Owner    `json:"user,omitempty"`
 	Project   *Owner    `json:"project,omitempty"`
 	Images    []Image   `json:"images,omitempty"` // one per disk judged
+	List      *List     `json:"list,omitempty"`   // list.accepted and list.refused
 	MACs      []string  `json:"macs,omitempty"`
 	IPs       []IP      `json:"ips,omitempty"`
 	// Action is what vmgate terminate did (shutdown, destroy, suspend, stop, lock), and
@@ -92,6 +97,15 @@ type Image struct {
 	Subscription string `json:"subscription,omitempty"`
 	List         string `json:"list,omitempty"`
 	ListVersion  string `json:"list_version,omitempty"`
+	Endorser     string `json:"endorser,omitempty"`
+}
+
+// List is an endorser's image list, for the events of vmgate sync.
+type List struct {
+	Subscription string `json:"subscription"`
+	Identifier   string `json:"identifier,omitempty"`
+	Version      string `json:"version,omitempty"`
+	SHA256       string `json:"sha256,omitempty"`
 	Endorser     string `json:"endorser,omitempty"`
 }
 

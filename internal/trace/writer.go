@@ -14,6 +14,9 @@ func JournalPath(stateDir string) string { return filepath.Join(stateDir, "trace
 // Append writes records to the trace journal with one write and one fdatasync. When it
 // returns nil the records are on disk; otherwise none of them is.
 func Append(stateDir string, recs ...Record) error {
+	if len(recs) == 0 {
+		return nil
+	}
 	data := make([]json.RawMessage, len(recs))
 	for i := range recs {
 		b, err := json.Marshal(&recs[i])

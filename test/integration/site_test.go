@@ -144,6 +144,16 @@ func (s *site) images() map[string]map[string]any {
 	return m
 }
 
+// findEvent returns the last trace record of an event.
+func findEvent(recs []map[string]any, event string) map[string]any {
+	for i := len(recs) - 1; i >= 0; i-- {
+		if recs[i]["event"] == event {
+			return recs[i]
+		}
+	}
+	return nil
+}
+
 // baseImage writes a base image of its own content and returns it as an image to endorse.
 func (s *site) baseImage(name string) (string, policytest.Image) {
 	s.t.Helper()
@@ -197,6 +207,17 @@ func TestSyncCLIWithCosignSignedLists(t *testing.T) {
 	rb := s.images()[b.SHA512]
 	if rb["status"] != "revoked" || rb["revoked_at"] == nil || !strings.Contains(rb["reason"].(string), `removed from list "example" version 2`) {
 		t.Fatalf("revoked image: %v", rb)
+	}
+	// The SIEM hears of it through the trace journal.
+	recs := s.traceRecords()
+	if r := findEvent(recs, "image.revoked"); r == nil || !strings.Contains(toJSON(r["images"]), b.SHA512) || !strings.Contains(r["reason"].(string), "removed from list") {
+		t.Fatalf("no image.revoked trace record for b: %v", recs)
+	}
+	if r := findEvent(recs, "list.refused"); r == nil || !strings.Contains(r["reason"].(string), "bad-signature") {
+		t.Fatalf("no list.refused trace record: %v", recs)
+	}
+	if r := findEvent(recs, "list.accepted"); r == nil || !strings.Contains(toJSON(r["list"]), `"version":"2"`) {
+		t.Fatalf("no list.accepted trace record for version 2: %v", recs)
 	}
 	out, _, code = s.vmgate("images")
 	if code != 0 || strings.Contains(out, b.Identifier) || !strings.Contains(out, a.Identifier) {
