@@ -185,3 +185,24 @@ d=$(awk -F, 'NR==2 {print $4*1e9}' "$work/term.csv"); v=$(awk -F, 'NR==3 {print 
 echo "- vmgate terminate --revoked --dry-run (exit 3, 10 targets): $(ms "$d") (target ≤ 2000 ms)"
 echo "- baseline, virsh list --all on the same node file: $(ms "$v")"
 echo "- ratio vmgate / virsh: $(ratio "$d" "$v")"
+echo
+
+echo "## Trace records: append, query, ship"
+echo "command: go test ./internal/journal -bench 'BenchmarkAppend(Baseline|Parallel)?\$' -benchtime 500x -count $COUNT"
+gobench ./internal/journal 'BenchmarkAppend$|BenchmarkAppendBaseline$|BenchmarkAppendParallel$' 500x
+a=$(med BenchmarkAppend); ab=$(med BenchmarkAppendBaseline); ap=$(med BenchmarkAppendParallel/own); as=$(med BenchmarkAppendParallel/shared)
+rate() { awk -v ns="$1" 'BEGIN {printf "%.0f records/s", 1e9/ns}'; }
+echo "- one writer (1 KiB record, fdatasync each): $(ms "$a"), $(rate "$a"); ratio to baseline $(ratio "$a" "$ab")"
+echo "- 8 writers, each its own file handle (like hook processes): $(ms "$ap") per record, $(rate "$ap")"
+echo "- 8 writers sharing one journal (a daemon's goroutines): $(ms "$as") per record, $(rate "$as")"
+echo "- baseline, 1 KiB append + fdatasync to a plain file: $(ms "$ab"), $(rate "$ab")"
+echo "command: VMGATE_BENCH_RECORDS=1000000 go test ./internal/trace/index -bench 'QueryIPAt|QueryIP\$' -count $COUNT (builds a 1,000,000-record index first, about 2 minutes)"
+gobench ./internal/trace/index 'BenchmarkQueryIPAt$|BenchmarkQueryIP$' 200x
+q=$(med BenchmarkQueryIPAt); qi=$(med BenchmarkQueryIP)
+echo "- --ip A --at T over 1,000,000 records: $(ms "$q") (target ≤ 20 ms)"
+echo "- --ip A alone (every record of the address, about 250): $(ms "$qi"); ratio --at / --ip $(ratio "$q" "$qi")"
+echo "command: go test ./internal/ship -bench ShipTLS -count $COUNT (20,000 records to a TLS receiver on loopback)"
+go test -run '^$' -bench 'BenchmarkShipTLS$' -benchtime 1x -count "$COUNT" ./internal/ship |
+	awk '/records\/s/ {for (i=2;i<=NF;i++) if ($(i+1)=="records/s") print $i}' >"$work/ship.txt"
+sr=$(median <"$work/ship.txt")
+echo "- shipping, RFC 5424 over TLS with octet counting: $(awk -v r="$sr" 'BEGIN {printf "%.0f", r}') records/s (target ≥ 20,000); ratio to the one-writer append rate $(awk -v r="$sr" -v a="$a" 'BEGIN {printf "%.1f", r/(1e9/a)}')"

@@ -42,11 +42,7 @@ accept the records (they wait for the next run), 2 error (configuration, journal
 Without --once: 0 when stopped by SIGTERM or SIGINT, 2 error.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := g.loadConfig()
-			if err != nil {
-				return err
-			}
-			log, err := g.logger()
+			cfg, log, err := g.setup()
 			if err != nil {
 				return err
 			}

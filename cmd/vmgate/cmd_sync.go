@@ -35,11 +35,7 @@ Exit codes: 0 every list accepted or unchanged, 1 a list was refused (stderr nam
 subscription, the cause and what to do), 2 vmgate could not run or record the sync.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := g.loadConfig()
-			if err != nil {
-				return err
-			}
-			log, err := g.logger()
+			cfg, log, err := g.setup()
 			if err != nil {
 				return err
 			}

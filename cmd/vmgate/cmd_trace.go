@@ -165,11 +165,7 @@ func runTraceQuery(ctx context.Context, g *globalOptions, o *traceQueryOptions, 
 	if err != nil {
 		return err
 	}
-	cfg, err := g.loadConfig()
-	if err != nil {
-		return err
-	}
-	log, err := g.logger()
+	cfg, log, err := g.setup()
 	if err != nil {
 		return err
 	}
@@ -370,11 +366,7 @@ Exit codes: 0 rebuilt, 1 rebuilt up to a break in the journal's hash chain (run 
 trace verify), 2 error.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := g.loadConfig()
-			if err != nil {
-				return err
-			}
-			log, err := g.logger()
+			cfg, log, err := g.setup()
 			if err != nil {
 				return err
 			}

@@ -74,6 +74,19 @@ func (g *globalOptions) logger() (*slog.Logger, error) {
 	return nil, fmt.Errorf("--log-format %q: want text or json", g.logFormat)
 }
 
+// setup loads the configuration and builds the logger, what most commands start with.
+func (g *globalOptions) setup() (*config.Config, *slog.Logger, error) {
+	cfg, err := g.loadConfig()
+	if err != nil {
+		return nil, nil, err
+	}
+	log, err := g.logger()
+	if err != nil {
+		return nil, nil, err
+	}
+	return cfg, log, nil
+}
+
 // loadConfig finds the configuration file, lets VMGATE_* variables override its scalar keys
 // and decodes the result with the same strict decoder the hook uses.
 func (g *globalOptions) loadConfig() (*config.Config, error) {

@@ -119,6 +119,26 @@ func (j *Journal) Close() error {
 	return err
 }
 
+// AppendMany adds any number of records, in as few batches as MaxBatchSize allows, each
+// batch one write and one fdatasync. It returns how many records are durable: on an error,
+// the batches before the failing one are in the journal and the rest are not.
+func (j *Journal) AppendMany(data ...json.RawMessage) (int, error) {
+	done, start, size := 0, 0, 0
+	for i, d := range data {
+		if i > start && size+len(d)+maxOverhead > MaxBatchSize {
+			if _, err := j.Append(data[start:i]...); err != nil {
+				return done, err
+			}
+			done, start, size = i, i, 0
+		}
+		size += len(d) + maxOverhead
+	}
+	if _, err := j.Append(data[start:]...); err != nil {
+		return done, err
+	}
+	return len(data), nil
+}
+
 // Append adds one record per data, in order, with one write and one fdatasync for them all,
 // and returns them once they are durable. Each data must be valid JSON without line breaks,
 // at most MaxDataSize bytes, and a batch at most MaxBatchSize bytes.

@@ -504,3 +504,25 @@ func TestNotAJournal(t *testing.T) {
 		t.Errorf("file changed to %q", b)
 	}
 }
+
+func TestAppendManySplitsIntoBatches(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "j")
+	j, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	// 40 records of about 700 KiB: several times MaxBatchSize in all.
+	big := json.RawMessage(`"` + strings.Repeat("x", 700<<10) + `"`)
+	data := make([]json.RawMessage, 40)
+	for i := range data {
+		data[i] = big
+	}
+	if n, err := j.AppendMany(data...); err != nil || n != 40 {
+		t.Fatalf("AppendMany = %d, %v", n, err)
+	}
+	rep, err := Verify(path)
+	if err != nil || !rep.Intact() || rep.Records != 40 {
+		t.Fatalf("%+v %v", rep, err)
+	}
+}

@@ -29,8 +29,8 @@ func ReadHistory(path string, fn func(seq uint64, at time.Time, hash string, ev 
 	return nil
 }
 
-// appendHistory records events, one write and one sync per batch of at most half the
-// journal's batch limit (a sync of a large new list records one event per image). A failure
+// appendHistory records events, one write and one sync per batch the journal allows (a sync
+// of a large new list records one event per image). A failure
 // after some batches leaves those recorded and nothing taking effect: the next sync records
 // the same changes again, so the history may say something twice but never misses it.
 func appendHistory(path string, events []Event) error {
@@ -42,31 +42,14 @@ func appendHistory(path string, events []Event) error {
 		return fmt.Errorf("history: %w", err)
 	}
 	defer j.Close()
-	var batch []json.RawMessage
-	size := 0
-	flush := func() error {
-		if len(batch) == 0 {
-			return nil
-		}
-		if _, err := j.Append(batch...); err != nil {
-			return fmt.Errorf("history: %w (nothing from this sync took effect)", err)
-		}
-		batch, size = batch[:0], 0
-		return nil
-	}
+	recs := make([]json.RawMessage, len(events))
 	for i := range events {
-		rec, err := json.Marshal(&events[i])
-		if err != nil {
+		if recs[i], err = json.Marshal(&events[i]); err != nil {
 			return fmt.Errorf("history: %w", err)
 		}
-		// 256 bytes cover what the journal adds to each record (seq, time, hashes).
-		if size+len(rec)+256 > journal.MaxBatchSize/2 {
-			if err := flush(); err != nil {
-				return err
-			}
-		}
-		batch = append(batch, rec)
-		size += len(rec) + 256
 	}
-	return flush()
+	if _, err := j.AppendMany(recs...); err != nil {
+		return fmt.Errorf("history: %w (nothing from this sync took effect)", err)
+	}
+	return nil
 }

@@ -11,8 +11,10 @@ import (
 // JournalPath is where a node keeps its trace journal.
 func JournalPath(stateDir string) string { return filepath.Join(stateDir, "trace", "journal.jsonl") }
 
-// Append writes records to the trace journal with one write and one fdatasync. When it
-// returns nil the records are on disk; otherwise none of them is.
+// Append writes records to the trace journal: one write and one fdatasync for the few
+// records of the hook or of terminate, as few batches as the journal allows for the many of
+// a large sync. When it returns nil the records are on disk; on an error, a single batch
+// left nothing behind.
 func Append(stateDir string, recs ...Record) error {
 	if len(recs) == 0 {
 		return nil
@@ -30,7 +32,7 @@ func Append(stateDir string, recs ...Record) error {
 		return fmt.Errorf("trace journal: %w", err)
 	}
 	defer j.Close()
-	if _, err := j.Append(data...); err != nil {
+	if _, err := j.AppendMany(data...); err != nil {
 		return fmt.Errorf("trace journal: %w", err)
 	}
 	return nil
