@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole story on this machine, with real parts: an endorser signs an image list with
 # cosign, vmgate syncs it, the hook in a real libvirtd lets a VM on an endorsed image start
-# and refuses one on another image, and after the endorser revokes the image a new start on
-# it is refused. Run it with `make demo` (as root). It cleans up after itself.
+# and refuses one on another image; after the endorser revokes the image a new start on it
+# is refused, the trace tells which VM had which address, and vmgate terminate takes the
+# running VM down. Run it with `make demo` (as root). It cleans up after itself.
 set -Eeuo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
@@ -128,8 +129,18 @@ fi
 step "The auditable history of worker-el9"
 run vmgate images --history worker-el9.raw
 
+step "Which VM had the MAC address 52:54:00:00:00:01, and on what image? The trace says"
+run vmgate trace query --mac 52:54:00:00:00:01
+
 step "demo-endorsed still runs: its image was revoked after it started"
 run virsh domstate demo-endorsed
-say "(the hook judges every start; it never stops a running VM)"
+
+step "The security team takes down running VMs whose image is revoked"
+say "(--max 1: if anything but the demo's VM were a target, vmgate would refuse to act)"
+run vmgate terminate --revoked --dry-run --max 1 || true
+run vmgate terminate --revoked --action destroy --max 1
+run virsh domstate demo-endorsed
+say "the record says who did it and why:"
+grep '"event":"vm.terminated"' "$work/state/trace/journal.jsonl" | tail -1 | cut -c1-400 | sed 's/^/      /'
 
 step "Cleaning up: domains, the hook, $work"
