@@ -248,17 +248,10 @@ func (c *Config) Validate() error {
 	}
 	seen := map[string]bool{}
 	for i, s := range c.Subscriptions {
-		where := fmt.Sprintf("config: subscriptions[%d]", i)
-		if s.Name != "" {
-			where = fmt.Sprintf("config: subscription %q", s.Name)
+		where, err := checkName("subscriptions", "subscription", i, s.Name, seen)
+		if err != nil {
+			return err
 		}
-		if !nameRE.MatchString(s.Name) {
-			return fmt.Errorf("%s: name %q must match [a-z0-9-]+", where, s.Name)
-		}
-		if seen[s.Name] {
-			return fmt.Errorf("%s: name is used twice", where)
-		}
-		seen[s.Name] = true
 		if err := checkURL(s.URL); err != nil {
 			return fmt.Errorf("%s: url: %w", where, err)
 		}
@@ -337,17 +330,10 @@ func (t *Trace) validate() error {
 	paths := map[string]string{}
 	for i := range t.Sinks {
 		s := &t.Sinks[i]
-		where := fmt.Sprintf("config: trace.sinks[%d]", i)
-		if s.Name != "" {
-			where = fmt.Sprintf("config: trace sink %q", s.Name)
+		where, err := checkName("trace.sinks", "trace sink", i, s.Name, names)
+		if err != nil {
+			return err
 		}
-		if !nameRE.MatchString(s.Name) {
-			return fmt.Errorf("%s: name %q must match [a-z0-9-]+", where, s.Name)
-		}
-		if names[s.Name] {
-			return fmt.Errorf("%s: name is used twice", where)
-		}
-		names[s.Name] = true
 		if s.MaxBacklog < 0 {
 			return fmt.Errorf("%s: max_backlog must not be negative", where)
 		}
@@ -438,6 +424,23 @@ func splitAddress(addr string) (host, port string, err error) {
 		return "", "", errors.New("no port or a bad one: want host:port, port 1 to 65535")
 	}
 	return host, port, nil
+}
+
+// checkName checks the name of the i-th entry of a list (subscriptions, sinks): the
+// [a-z0-9-]+ form and uniqueness. It returns how errors should name the entry.
+func checkName(key, what string, i int, name string, seen map[string]bool) (string, error) {
+	where := fmt.Sprintf("config: %s[%d]", key, i)
+	if name != "" {
+		where = fmt.Sprintf("config: %s %q", what, name)
+	}
+	if !nameRE.MatchString(name) {
+		return where, fmt.Errorf("%s: name %q must match [a-z0-9-]+", where, name)
+	}
+	if seen[name] {
+		return where, fmt.Errorf("%s: name is used twice", where)
+	}
+	seen[name] = true
+	return where, nil
 }
 
 func checkURL(raw string) error {
