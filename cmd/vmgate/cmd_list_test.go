@@ -215,3 +215,41 @@ func TestListVerifyChecksContent(t *testing.T) {
 		}
 	}
 }
+
+// TestListVerifyX509 verifies the S/MIME lists made by the openssl CLI
+// (internal/policy/smime/testdata/openssl/gen.sh).
+func TestListVerifyX509(t *testing.T) {
+	const fx = "../../internal/policy/smime/testdata/openssl/"
+	const dn, ca = "/DC=org/DC=example/O=Hosts/CN=endorser.example.org", "/DC=org/DC=example/CN=Example Test CA"
+	trust := []string{"--ca-dir", fx + "certificates", "--dn", dn, "--ca", ca}
+	doc, err := os.ReadFile(fx + "default.smime")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tampered := filepath.Join(t.TempDir(), "tampered.smime")
+	listTestWrite(t, tampered, bytes.Replace(doc, []byte("Example base image"), []byte("Example base imagE"), 1))
+	for _, c := range []struct {
+		name   string
+		args   []string
+		code   int
+		output string
+	}{
+		{"default", append(trust, fx+"default.smime"), exitOK, fx + "default.smime: signature valid (signer " + dn + ", issuer " + ca + "); list 8a3e5f0c-2b1d-4e6f-9a7b-1c2d3e4f5a6b version 20261101, 1 images, expires 2499-12-31T22:00:00Z"},
+		{"binary", append(trust, fx+"binary.smime"), exitOK, "signature valid"},
+		{"text", append(trust, fx+"text.smime"), exitOK, "signature valid"},
+		{"tampered", append(trust, tampered), exitRefused, "bad-signature"},
+		{"revoked", []string{"--ca-dir", fx + "certificates", "--dn", "/DC=org/DC=example/O=Hosts/CN=revoked.example.org", "--ca", ca, fx + "revoked.smime"}, exitRefused, "signer-revoked"},
+		{"list names another", append(trust, fx+"names-other.smime"), exitRefused, "signer-mismatch"},
+		{"wrong dn", []string{"--ca-dir", fx + "certificates", "--dn", "/DC=org/CN=x", "--ca", ca, fx + "default.smime"}, exitRefused, "signer-mismatch"},
+		{"no ca dir", []string{"--ca-dir", "/nonexistent", "--dn", dn, "--ca", ca, fx + "default.smime"}, exitError, "ca_dir unusable"},
+		{"dn missing", []string{"--ca-dir", fx + "certificates", "--ca", ca, fx + "default.smime"}, exitError, "dn"},
+		{"key and ca-dir", append([]string{"--key", "/k.pub"}, append(trust, fx+"default.smime")...), exitError, "ca-dir"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			stdout, stderr, code, _ := runListCmd(t, append([]string{"list", "verify"}, c.args...)...)
+			if code != c.code || !strings.Contains(stdout+stderr, c.output) {
+				t.Fatalf("exit %d (want %d), stdout %q, stderr %q, want %q", code, c.code, stdout, stderr, c.output)
+			}
+		})
+	}
+}

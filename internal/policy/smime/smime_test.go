@@ -1,0 +1,312 @@
+package smime
+
+import (
+	"bytes"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/asn1"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// The fixtures in testdata/openssl were made by gen.sh with the openssl CLI.
+const (
+	fixtureDN = "/DC=org/DC=example/O=Hosts/CN=endorser.example.org"
+	fixtureCA = "/DC=org/DC=example/CN=Example Test CA"
+)
+
+func fixtureTrust() Trust {
+	return Trust{CADir: "testdata/openssl/certificates", DN: fixtureDN, CA: fixtureCA}
+}
+
+func readFixture(t testing.TB, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("testdata/openssl", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// sameJSON compares documents as JSON values: a verified list may come back in CRLF form.
+func sameJSON(t *testing.T, got, want []byte) {
+	t.Helper()
+	var g, w any
+	if err := json.Unmarshal(got, &g); err != nil {
+		t.Fatalf("content is not JSON: %v\n%q", err, got)
+	}
+	if err := json.Unmarshal(want, &w); err != nil {
+		t.Fatal(err)
+	}
+	gb, _ := json.Marshal(g)
+	wb, _ := json.Marshal(w)
+	if !bytes.Equal(gb, wb) {
+		t.Fatalf("content differs from the list signed:\n%s\n%s", gb, wb)
+	}
+}
+
+func TestVerifyOpenSSLModes(t *testing.T) {
+	list := readFixture(t, "list.json")
+	for _, mode := range []string{"default", "binary", "text"} {
+		t.Run(mode, func(t *testing.T) {
+			doc := readFixture(t, mode+".smime")
+			r, err := Verify(doc, fixtureTrust(), testNow)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sameJSON(t, r.Content, list)
+			if r.SignerDN != fixtureDN || r.IssuerDN != fixtureCA || r.Canonical {
+				t.Fatalf("result %+v", r)
+			}
+			// The same document after a trip through a tool that drops CRs: the default and
+			// -text forms still verify, in canonical form; -binary signed LF and still does.
+			lf := bytes.ReplaceAll(doc, []byte("\r\n"), []byte("\n"))
+			r, err = Verify(lf, fixtureTrust(), testNow)
+			if err != nil {
+				t.Fatalf("LF copy: %v", err)
+			}
+			sameJSON(t, r.Content, list)
+			if r.Canonical != (mode != "binary") {
+				t.Fatalf("LF copy: canonical %v", r.Canonical)
+			}
+			// And a copy in CRLF throughout (a Windows or mail hop) verifies too, except
+			// -binary, which signed LF bytes that no longer exist.
+			crlf := Canonical(lf)
+			_, err = Verify(crlf, fixtureTrust(), testNow)
+			if mode == "binary" {
+				if !errors.Is(err, ErrBadSignature) {
+					t.Fatalf("CRLF copy of a -binary signature: want ErrBadSignature, got %v", err)
+				}
+			} else if err != nil {
+				t.Fatalf("CRLF copy: %v", err)
+			}
+		})
+	}
+}
+
+func TestVerifyOpenSSLRefusals(t *testing.T) {
+	doc := readFixture(t, "default.smime")
+	tampered := bytes.Replace(doc, []byte(`"hv:version": "20261101"`), []byte(`"hv:version": "20261102"`), 1)
+	if bytes.Equal(tampered, doc) {
+		t.Fatal("fixture changed: nothing to tamper with")
+	}
+	lfDir := t.TempDir() // the CA without its CRL
+	ca, _ := filepath.Glob("testdata/openssl/certificates/*.0")
+	data, _ := os.ReadFile(ca[0])
+	os.WriteFile(filepath.Join(lfDir, filepath.Base(ca[0])), data, 0o644)
+
+	for _, c := range []struct {
+		name  string
+		doc   []byte
+		trust Trust
+		now   time.Time
+		want  error
+		text  string
+	}{
+		{"tampered", tampered, fixtureTrust(), testNow, ErrBadSignature, "altered after signing"},
+		{"wrong dn", doc, Trust{CADir: fixtureTrust().CADir, DN: "/DC=org/DC=example/O=Hosts/CN=other.example.org", CA: fixtureCA}, testNow, ErrSignerMismatch, "signed by " + fixtureDN},
+		{"wrong ca", doc, Trust{CADir: fixtureTrust().CADir, DN: fixtureDN, CA: "/DC=org/DC=example/CN=Other CA"}, testNow, ErrSignerMismatch, "issued by " + fixtureCA},
+		{"revoked", readFixture(t, "revoked.smime"), Trust{CADir: fixtureTrust().CADir, DN: "/DC=org/DC=example/O=Hosts/CN=revoked.example.org", CA: fixtureCA}, testNow, ErrRevoked, "was revoked by " + fixtureCA},
+		{"no crl", doc, Trust{CADir: lfDir, DN: fixtureDN, CA: fixtureCA}, testNow, ErrCRL, "run fetch-crl"},
+		{"expired", doc, fixtureTrust(), testNow.AddDate(150, 0, 0), ErrExpired, "expired at"},
+		{"not yet valid", doc, fixtureTrust(), testNow.AddDate(-1, 0, 0), ErrExpired, "valid only from"},
+		{"no ca dir", doc, Trust{CADir: t.TempDir(), DN: fixtureDN, CA: fixtureCA}, testNow, ErrCADir, "no CA certificate"},
+		{"missing ca dir", doc, Trust{CADir: "/nonexistent/certificates", DN: fixtureDN, CA: fixtureCA}, testNow, ErrCADir, "no such file"},
+		{"not smime", readFixture(t, "list.json"), fixtureTrust(), testNow, ErrMalformed, ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := Verify(c.doc, c.trust, c.now)
+			if !errors.Is(err, c.want) || !strings.Contains(err.Error(), c.text) {
+				t.Fatalf("want %v containing %q, got %v", c.want, c.text, err)
+			}
+		})
+	}
+}
+
+func TestVerifyGoPKI(t *testing.T) {
+	ca := newTestCA(t, "Go Test CA")
+	other := newTestCA(t, "Unknown CA")
+	good, goodKey := ca.issue(t, leafOpts{cn: "endorser.example.org"})
+	second, secondKey := ca.issue(t, leafOpts{cn: "second.example.org"})
+	expired, expiredKey := ca.issue(t, leafOpts{cn: "endorser.example.org", notBefore: pkiNow.Add(-48 * time.Hour), notAfter: pkiNow.Add(-time.Hour)})
+	stranger, strangerKey := other.issue(t, leafOpts{cn: "endorser.example.org"})
+	noSign, noSignKey := ca.issue(t, leafOpts{cn: "endorser.example.org", keyUsage: x509.KeyUsageKeyEncipherment})
+	content := []byte(`{"hv:imagelist": {}}`)
+	trust := func(dir string) Trust {
+		return Trust{CADir: dir, DN: "/DC=org/DC=example/O=Hosts/CN=endorser.example.org", CA: "/DC=org/DC=example/CN=Go Test CA"}
+	}
+	fresh := pkiNow.Add(7 * 24 * time.Hour)
+	dir := caDir(t, map[*testCA][]byte{ca: ca.crl(t, fresh)})
+
+	r, err := Verify(signDoc(t, content, signer{good, goodKey}), trust(dir), pkiNow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(r.Content, content) || r.SignerDN != trust(dir).DN || r.IssuerDN != trust(dir).CA {
+		t.Fatalf("result %+v", r)
+	}
+
+	for _, c := range []struct {
+		name string
+		doc  []byte
+		dir  string
+		want error
+		text string
+	}{
+		{"two signers", signDoc(t, content, signer{good, goodKey}, signer{second, secondKey}), dir, ErrUntrusted, "2 signers"},
+		{"expired signer", signDoc(t, content, signer{expired, expiredKey}), dir, ErrExpired, ""},
+		{"unknown ca", signDoc(t, content, signer{stranger, strangerKey}), dir, ErrUntrusted, "does not chain to a CA"},
+		{"key usage without signing", signDoc(t, content, signer{noSign, noSignKey}), dir, ErrUntrusted, "key usage"},
+		{"expired crl", signDoc(t, content, signer{good, goodKey}), caDir(t, map[*testCA][]byte{ca: ca.crl(t, pkiNow.Add(-time.Minute))}), ErrCRL, "expired at"},
+		{"crl of another ca", signDoc(t, content, signer{good, goodKey}), caDir(t, map[*testCA][]byte{ca: other.crl(t, fresh)}), ErrCRL, "another CA"},
+		{"revoked", signDoc(t, content, signer{good, goodKey}), caDir(t, map[*testCA][]byte{ca: ca.crl(t, fresh, good.SerialNumber)}), ErrRevoked, "revoked"},
+		{"no crl", signDoc(t, content, signer{good, goodKey}), caDir(t, map[*testCA][]byte{ca: nil}), ErrCRL, "fetch-crl"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := Verify(c.doc, trust(c.dir), pkiNow)
+			if !errors.Is(err, c.want) || !strings.Contains(err.Error(), c.text) {
+				t.Fatalf("want %v containing %q, got %v", c.want, c.text, err)
+			}
+		})
+	}
+}
+
+func TestParseMalformed(t *testing.T) {
+	good := readFixture(t, "default.smime")
+	for _, c := range []struct{ name, doc, text string }{
+		{"empty", "", "document header"},
+		{"json", `{"hv:imagelist": {}}`, "document header"},
+		{"not multipart", "Content-Type: text/plain\n\nhello\n", "not multipart/signed"},
+		{"other protocol", "Content-Type: multipart/signed; protocol=\"application/pgp-signature\"; boundary=b\n\n--b\nx\n--b\ny\n--b--\n", "protocol"},
+		{"no boundary", "Content-Type: multipart/signed; protocol=\"application/pkcs7-signature\"\n\n", "boundary"},
+		{"unclosed", "Content-Type: multipart/signed; protocol=\"application/pkcs7-signature\"; boundary=b\n\n--b\nx\n--b\ny\n", "closing boundary"},
+		{"one part", "Content-Type: multipart/signed; protocol=\"application/pkcs7-signature\"; boundary=b\n\n--b\nx\n--b--\n", "1 parts"},
+		{"three parts", "Content-Type: multipart/signed; protocol=\"application/pkcs7-signature\"; boundary=b\n\n--b\nx\n--b\ny\n--b\nz\n--b--\n", "more than two"},
+		{"signature not base64", "Content-Type: multipart/signed; protocol=\"application/pkcs7-signature\"; boundary=b\n\n--b\nx\n--b\nContent-Type: application/pkcs7-signature\nContent-Transfer-Encoding: base64\n\n!!!\n--b--\n", "not base64"},
+		{"signature not pkcs7 type", "Content-Type: multipart/signed; protocol=\"application/pkcs7-signature\"; boundary=b\n\n--b\nx\n--b\nContent-Type: text/plain\n\nabc\n--b--\n", "want application/pkcs7-signature"},
+		{"mime version", "MIME-Version: 2.0\n" + string(good), "MIME-Version"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := Parse([]byte(c.doc))
+			if !errors.Is(err, ErrMalformed) || !strings.Contains(err.Error(), c.text) {
+				t.Fatalf("want ErrMalformed containing %q, got %v", c.text, err)
+			}
+		})
+	}
+	// A signature that is base64 but not PKCS#7, and one that embeds its content.
+	cases := map[string][]byte{
+		"garbage signature": wrap([]byte("{}"), []byte("not a pkcs7 structure")),
+	}
+	for name, doc := range cases {
+		if _, err := Verify(doc, fixtureTrust(), testNow); !errors.Is(err, ErrMalformed) {
+			t.Errorf("%s: want ErrMalformed, got %v", name, err)
+		}
+	}
+}
+
+func TestSignedPartBytes(t *testing.T) {
+	// The line break before a delimiter belongs to it; everything else is the part's.
+	doc := "Content-Type: multipart/signed; protocol=\"application/pkcs7-signature\"; boundary=\"b\"\r\n\r\npreamble\r\n--b  \r\n{\r\n}\r\n\r\n--b\r\nContent-Type: application/pkcs7-signature\r\nContent-Transfer-Encoding: base64\r\n\r\nAAAA\r\n--b--\r\nepilogue"
+	m, err := Parse([]byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(m.Signed) != "{\r\n}\r\n" {
+		t.Fatalf("signed part %q", m.Signed)
+	}
+}
+
+func TestContentOfTextEntity(t *testing.T) {
+	for _, c := range []struct{ in, want, err string }{
+		{"{}", "{}", ""},
+		{"\r\n {}", "\r\n {}", ""},
+		{"Content-Type: text/plain\r\n\r\n{}\r\n", "{}\r\n", ""},
+		{"Content-Type: application/json; charset=utf-8\n\n{}", "{}", ""},
+		{"Content-Type: text/html\n\n{}", "", "Content-Type"},
+		{"Content-Type: text/plain\nContent-Transfer-Encoding: base64\n\ne30=", "", "Content-Transfer-Encoding"},
+		{"", "", "empty"},
+	} {
+		got, err := content([]byte(c.in))
+		if c.err != "" {
+			if !errors.Is(err, ErrMalformed) || !strings.Contains(err.Error(), c.err) {
+				t.Errorf("%q: want error %q, got %v", c.in, c.err, err)
+			}
+			continue
+		}
+		if err != nil || string(got) != c.want {
+			t.Errorf("%q: got %q, %v", c.in, got, err)
+		}
+	}
+}
+
+func TestOneLine(t *testing.T) {
+	// The openssl fixture's subject and issuer as `openssl x509 -nameopt compat` printed them.
+	want := strings.Split(strings.TrimSpace(string(readFixture(t, "endorser.subject"))), "\n")
+	if len(want) != 2 || want[0] != "subject="+fixtureDN || want[1] != "issuer="+fixtureCA {
+		t.Fatalf("fixture endorser.subject: %q", want)
+	}
+
+	// Every attribute type IGTF subjects use, an unknown OID, non-ASCII bytes, RDN order.
+	name := pkix.Name{ExtraNames: []pkix.AttributeTypeAndValue{
+		{Type: asn1.ObjectIdentifier{0, 9, 2342, 19200300, 100, 1, 25}, Value: "org"},
+		{Type: asn1.ObjectIdentifier{2, 5, 4, 6}, Value: "NL"},
+		{Type: asn1.ObjectIdentifier{2, 5, 4, 8}, Value: "Noord-Holland"},
+		{Type: asn1.ObjectIdentifier{2, 5, 4, 7}, Value: "Amsterdam"},
+		{Type: asn1.ObjectIdentifier{2, 5, 4, 10}, Value: "Example"},
+		{Type: asn1.ObjectIdentifier{2, 5, 4, 11}, Value: "Hosts"},
+		{Type: asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 9, 1}, Value: "ops@example.org"},
+		{Type: asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 99999, 1}, Value: "x"},
+		{Type: asn1.ObjectIdentifier{2, 5, 4, 3}, Value: "Jos\u00e9/host"},
+	}}
+	ca := newTestCA(t, "Name CA")
+	tmpl := &x509.Certificate{SerialNumber: nextSerial(), Subject: name, NotBefore: testNow, NotAfter: testNow.Add(time.Hour)}
+	der, err := x509.CreateCertificate(randReader{}, tmpl, ca.cert, ca.key.Public(), ca.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _ := x509.ParseCertificate(der)
+	const wantDN = `/DC=org/C=NL/ST=Noord-Holland/L=Amsterdam/O=Example/OU=Hosts/emailAddress=ops@example.org/1.3.6.1.4.1.99999.1=x/CN=Jos\xC3\xA9/host`
+	got, err := OneLineRaw(c.RawSubject)
+	if err != nil || got != wantDN {
+		t.Fatalf("OneLineRaw:\n got %s\nwant %s (%v)", got, wantDN, err)
+	}
+	if got := OneLine(c.Subject); got != wantDN {
+		t.Fatalf("OneLine:\n got %s\nwant %s", got, wantDN)
+	}
+	if _, err := OneLineRaw([]byte{0x30, 0x03, 0x01}); err == nil {
+		t.Fatal("OneLineRaw accepts garbage")
+	}
+}
+
+// FuzzParse feeds untrusted documents to the MIME parser and, for what it accepts, to the
+// PKCS#7 and certificate checks against the fixture CA directory.
+func FuzzParse(f *testing.F) {
+	for _, name := range []string{"default.smime", "binary.smime", "text.smime"} {
+		f.Add(readFixture(f, name))
+	}
+	cas, err := LoadCADir(fixtureTrust().CADir)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, doc []byte) {
+		m, err := Parse(doc)
+		if err != nil {
+			if !errors.Is(err, ErrMalformed) {
+				t.Fatalf("Parse error without ErrMalformed: %v", err)
+			}
+			return
+		}
+		if len(m.Signature) > MaxSignatureBytes {
+			t.Fatalf("signature of %d bytes accepted", len(m.Signature))
+		}
+		r, err := cas.verify(m, fixtureTrust(), testNow)
+		if err == nil && len(r.Content) == 0 {
+			t.Fatal("verified with no content")
+		}
+	})
+}
