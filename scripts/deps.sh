@@ -31,4 +31,8 @@ fi
 # A real libvirtd and QEMU (TCG), for the hook's integration tests, the benchmarks and the demo.
 if [[ $(id -u) -eq 0 ]]; then
 	bash "$(dirname "$0")/libvirt.sh" up
+	# A real OpenStack on 127.0.0.1 whose Nova uses that libvirtd, for the OpenStack tests.
+	# Here rather than only in the tests: its first install takes minutes, which would count
+	# against go test's -timeout; the tests run it again, which takes seconds.
+	bash "$(dirname "$0")/../test/integration/openstack/setup.sh" up
 fi

@@ -99,11 +99,17 @@ configure() {
 	set_conf group '"root"'
 }
 
-# daemon NAME runs NAME -d with a service's environment. 9>&-: the daemon must not inherit
-# (and so hold forever) this script's lock.
+# daemon NAME runs NAME -d with a service's environment and no descriptor but 0-2: it must
+# not inherit (and so hold forever) this script's lock, or a lock its caller holds (flock).
 daemon() {
-	env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-		LIBVIRT_LOG_OUTPUTS="1:file:$LOG" LIBVIRT_LOG_FILTERS="$LOG_FILTERS" "$1" -d 9>&-
+	(
+		for fd in /proc/self/fd/*; do
+			fd=${fd##*/}
+			if ((fd > 2)); then eval "exec $fd>&-" 2>/dev/null || true; fi
+		done
+		exec env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+			LIBVIRT_LOG_OUTPUTS="1:file:$LOG" LIBVIRT_LOG_FILTERS="$LOG_FILTERS" "$1" -d
+	)
 }
 
 start_virtlogd() {

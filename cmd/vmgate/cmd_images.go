@@ -81,6 +81,8 @@ type imageJSON struct {
 	Expires        *time.Time `json:"expires"`
 	RevokedAt      *time.Time `json:"revoked_at"`
 	Reason         string     `json:"reason"`
+	// GlanceIDs are the cloud's images with these bytes (openstack.cloud).
+	GlanceIDs []string `json:"glance_ids,omitempty"`
 }
 
 func timePtr(t time.Time) *time.Time {
@@ -111,7 +113,7 @@ func runImages(out, errw io.Writer, path string, o imagesOptions, now time.Time)
 				Identifier: im.Identifier, SHA512: e.SHA512, Title: im.Title, Version: im.Version,
 				List: im.Subscription, ListIdentifier: im.List, ListVersion: im.ListVersion, Endorser: im.Endorser,
 				Status: string(status), Since: timePtr(im.Since), Expires: timePtr(im.Expires),
-				RevokedAt: timePtr(im.RevokedAt), Reason: im.ReasonAt(now),
+				RevokedAt: timePtr(im.RevokedAt), Reason: im.ReasonAt(now), GlanceIDs: e.GlanceIDs,
 			})
 		}
 		return nil
@@ -177,15 +179,22 @@ func runHistory(out io.Writer, path string, o imagesOptions) error {
 			detail = "changed " + strings.Join(r.Changes, ", ")
 		}
 		img := r.Image
+		if img == "" && r.GlanceID != "" {
+			img = "glance " + r.GlanceID
+		}
 		if r.Title != "" {
 			img += " (" + r.Title + ")"
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Seq, r.Time.UTC().Format(time.RFC3339), r.Event.Event, r.Subscription, r.ListVersion, img, detail)
+		sub := r.Subscription
+		if sub == "" && r.Cloud != "" {
+			sub = "cloud " + r.Cloud
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Seq, r.Time.UTC().Format(time.RFC3339), r.Event.Event, sub, r.ListVersion, img, detail)
 	}
 	return tw.Flush()
 }
 
 func matchesHistory(ev policy.Event, id string) bool {
 	id = strings.ToLower(id)
-	return strings.ToLower(ev.Image) == id || ev.SHA512 == id || strings.ToLower(ev.List) == id
+	return strings.ToLower(ev.Image) == id || ev.SHA512 == id || strings.ToLower(ev.List) == id || ev.GlanceID == id
 }

@@ -34,7 +34,7 @@ type terminateOptions struct {
 func (o *terminateOptions) AddFlags(f *pflag.FlagSet) {
 	f.BoolVar(&o.revoked, "revoked", false, "act on running VMs whose image is revoked, expired or unknown (required)")
 	f.StringVar(&o.connect, "connect", terminate.DefaultConnect, "libvirt URI of the host scope")
-	f.StringVar(&o.cloud, "cloud", "", "act across an OpenStack cloud: its name in clouds.yaml, or '' for $OS_CLOUD or the OS_* variables")
+	f.StringVar(&o.cloud, "cloud", "", "act across an OpenStack cloud: its name in clouds.yaml, or '' for openstack.cloud, else $OS_CLOUD, else the OS_* variables")
 	f.StringVar(&o.action, "action", string(terminate.Shutdown), "shutdown, destroy or suspend; on a cloud also stop and lock")
 	f.DurationVar(&o.timeout, "timeout", 2*time.Minute, "how long a shutdown may take before the domain is destroyed (cloud: how long to wait for Nova)")
 	f.DurationVar(&o.grace, "grace", 0, "only images revoked or expired longer ago than this")
@@ -56,7 +56,8 @@ Scope: this host's libvirt (--connect, default ` + terminate.DefaultConnect + `:
 paused domain, judged on its live XML), or with --cloud every server of every project of an
 OpenStack cloud (Nova's all_tenants listing, each server's Glance image looked up in the
 snapshot). --cloud NAME reads clouds.yaml as the openstack client does; --cloud '' takes
-$OS_CLOUD, or the OS_* variables of an openrc file.
+openstack.cloud from the configuration, else $OS_CLOUD, else the OS_* variables of an
+openrc file.
 
 Actions (--action):
   shutdown  the default: ask the guest to shut down, destroy it after --timeout (Nova: os-stop,
@@ -104,7 +105,11 @@ unreachable, bad usage); 3 --dry-run found targets.`,
 func runTerminate(ctx context.Context, out, errOut io.Writer, cfg *config.Config, o terminateOptions, now time.Time) error {
 	var src terminate.Source
 	if o.useCloud {
-		c, err := terminate.OpenCloud(ctx, o.cloud)
+		name := o.cloud
+		if name == "" {
+			name = cfg.OpenStack.Cloud
+		}
+		c, err := terminate.OpenCloud(ctx, name)
 		if err != nil {
 			return err
 		}

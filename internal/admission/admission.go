@@ -142,7 +142,7 @@ func (j *Judge) decideNova(n *domain.Nova) Decision {
 	if !ok {
 		disk.Status = StatusUnknown
 		disk.Reason = "unknown Glance image: no endorsed list names it"
-		return Decision{Reason: fmt.Sprintf("image %s is not endorsed: unknown Glance image (no subscribed list endorses its sha512; run `vmgate images` to see what is endorsed)", n.Root.ID), Disks: []Disk{disk}}
+		return Decision{Reason: fmt.Sprintf("not endorsed: image %s: unknown Glance image (no subscribed list endorses its sha512; run `vmgate images` to see what is endorsed)", n.Root.ID), Disks: []Disk{disk}}
 	}
 	disk.SHA512 = e.SHA512
 	j.judgeEntry(&disk, e)
@@ -272,6 +272,8 @@ func (j *Judge) conclude(disks []Disk) Decision {
 	return dec
 }
 
+// describeRefusal puts "not endorsed" first: Nova keeps only the first 255 characters of a
+// fault message, and libvirt's own prefix takes 230 of them.
 func describeRefusal(d *Disk) string {
 	var what strings.Builder
 	switch {
@@ -289,7 +291,7 @@ func describeRefusal(d *Disk) string {
 	case StatusError:
 		return fmt.Sprintf("%s %s", what.String(), d.Reason)
 	case StatusUnknown:
-		return fmt.Sprintf("%s is not endorsed: %s (run `vmgate images` to see what is endorsed)", what.String(), d.Reason)
+		return fmt.Sprintf("not endorsed: %s: %s (run `vmgate images` to see what is endorsed)", what.String(), d.Reason)
 	}
-	return fmt.Sprintf("%s is not endorsed: %s", what.String(), d.Reason)
+	return fmt.Sprintf("not endorsed: %s: %s", what.String(), d.Reason)
 }

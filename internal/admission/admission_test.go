@@ -113,8 +113,8 @@ func TestPlainDomains(t *testing.T) {
 		reason string
 	}{
 		{"endorsed", plain("vm", good), true, ""},
-		{"revoked", plain("vm", revoked), false, "disk vda image " + revoked + " (sha512 " + revokedSHA[:16] + "…) is not endorsed: removed from list \"example\" version 20261120"},
-		{"unknown", plain("vm", unknown), false, "is not endorsed: no subscribed list endorses it"},
+		{"revoked", plain("vm", revoked), false, "not endorsed: disk vda image " + revoked + " (sha512 " + revokedSHA[:16] + "…): removed from list \"example\" version 20261120"},
+		{"unknown", plain("vm", unknown), false, "): no subscribed list endorses it"},
 		{"endorsed and unknown", plain("vm", good, unknown), false, "disk vdb image"},
 		{"endorsed and exempt iso", plain("vm", good, iso), true, ""},
 		{"only an exempt iso", plain("vm", iso), false, "no disk with an endorsed image"},
@@ -208,8 +208,8 @@ func TestNovaDomains(t *testing.T) {
 		reason string
 	}{
 		{"endorsed glance image", nova("4c0f6a7e-2b1d-4e3f-8a9b-5c6d7e8f9a0b", "image", "p"), true, ""},
-		{"revoked glance image", nova("dc7efb6f-67ac-4409-a0c3-f565a29a92a2", "image", "p"), false, "image dc7efb6f-67ac-4409-a0c3-f565a29a92a2 (sha512 " + revokedSHA[:16] + "…) is not endorsed: removed from list"},
-		{"unknown glance image", nova("11111111-2222-4333-8444-555555555555", "image", "p"), false, "image 11111111-2222-4333-8444-555555555555 is not endorsed: unknown Glance image"},
+		{"revoked glance image", nova("dc7efb6f-67ac-4409-a0c3-f565a29a92a2", "image", "p"), false, "not endorsed: image dc7efb6f-67ac-4409-a0c3-f565a29a92a2 (sha512 " + revokedSHA[:16] + "…): removed from list"},
+		{"unknown glance image", nova("11111111-2222-4333-8444-555555555555", "image", "p"), false, "not endorsed: image 11111111-2222-4333-8444-555555555555: unknown Glance image"},
 		{"boot from volume", nova("v1", "volume", "p"), false, "boots from volume v1"},
 		{"exempt project", nova("11111111-2222-4333-8444-555555555555", "image", "trusted-project"), true, ""},
 		{"no root", &domain.Domain{Name: "i", Nova: &domain.Nova{}}, false, "names no root disk"},

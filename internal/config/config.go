@@ -46,6 +46,9 @@ const (
 	// DefaultMaxBacklog is how many records a sink may leave unacknowledged before vmgate
 	// reports it unhealthy.
 	DefaultMaxBacklog = 100000
+	// DefaultListen is where vmgate serve answers /healthz and /metrics: this host only,
+	// since the metrics name images and sinks.
+	DefaultListen = "127.0.0.1:9477"
 )
 
 // Config is the whole configuration file.
@@ -64,6 +67,25 @@ type Config struct {
 	Admission Admission `yaml:"admission"`
 	// Trace is how long traceability records are kept and where they are shipped.
 	Trace Trace `yaml:"trace"`
+	// Serve configures the daemon, vmgate serve.
+	Serve Serve `yaml:"serve"`
+	// OpenStack connects vmgate sync to the cloud's Glance, so that the hook can judge
+	// Nova instances by their Glance image id.
+	OpenStack OpenStack `yaml:"openstack"`
+}
+
+// OpenStack configures the cloud side of vmgate sync (and the default of terminate
+// --cloud).
+type OpenStack struct {
+	// Cloud names the cloud in clouds.yaml. When set, every sync lists Glance and maps each
+	// image id whose sha512 a list names; --cloud on the command line overrides it.
+	Cloud string `yaml:"cloud"`
+	// DeactivateRevoked deactivates in Glance the images whose sha512 a list revoked, and
+	// reactivates those vmgate deactivated when a list endorses them again.
+	DeactivateRevoked bool `yaml:"deactivate_revoked"`
+	// TrustedProjects are the projects (ids) of the image-sync tool (atrope, cloudkeeper),
+	// whose hash properties are believed for images whose sha512 Glance did not compute.
+	TrustedProjects []string `yaml:"trusted_projects"`
 }
 
 // Sink types.
@@ -151,6 +173,18 @@ type Subscription struct {
 	MaxSize int64 `yaml:"max_size"`
 	// Timeout bounds one HTTP request.
 	Timeout time.Duration `yaml:"timeout"`
+	// X509 is the trust of an S/MIME signed list (EGI AppDB, vmcaster), in place of
+	// CosignKeys: exactly one of the two is set.
+	X509 *X509Trust `yaml:"x509"`
+}
+
+// X509Trust pins the endorser of an S/MIME signed list: the IGTF CA directory its chain must
+// end in, and its certificate's subject and issuer in OpenSSL's one-line form, which must
+// also be the list's hv:dn and hv:ca.
+type X509Trust struct {
+	CADir string `yaml:"ca_dir"` // /etc/grid-security/certificates: <hash>.0 CAs, <hash>.r0 CRLs
+	DN    string `yaml:"dn"`     // "/DC=…/CN=host": the signer's subject
+	CA    string `yaml:"ca"`     // "/DC=…/CN=CA": the signer's issuer
 }
 
 // Paths are the files under StateDir; every component reaches them through here so that
@@ -207,6 +241,9 @@ func (c *Config) fillDefaults() {
 		c.ClockSkew = DefaultClockSkew
 	}
 	c.Trace.fillDefaults()
+	if c.Serve.Listen == "" {
+		c.Serve.Listen = DefaultListen
+	}
 	for i := range c.Subscriptions {
 		s := &c.Subscriptions[i]
 		if s.MaxAge == 0 {
@@ -221,7 +258,7 @@ func (c *Config) fillDefaults() {
 		if s.Timeout == 0 {
 			s.Timeout = DefaultTimeout
 		}
-		if s.SignatureURL == "" && s.BundleURL == "" {
+		if s.SignatureURL == "" && s.BundleURL == "" && s.X509 == nil { // S/MIME carries its signature inside
 			s.SignatureURL = s.URL + ".sig"
 		}
 	}
@@ -237,6 +274,12 @@ func (c *Config) Validate() error {
 	}
 	if err := c.Admission.validate(); err != nil {
 		return err
+	}
+	if err := c.Serve.validate(); err != nil {
+		return err
+	}
+	if c.OpenStack.DeactivateRevoked && c.OpenStack.Cloud == "" {
+		return fmt.Errorf("config: openstack.deactivate_revoked needs openstack.cloud")
 	}
 	if err := c.Trace.validate(); err != nil {
 		return err
@@ -263,8 +306,11 @@ func (c *Config) Validate() error {
 				return fmt.Errorf("%s: %s: %w", where, key, err)
 			}
 		}
-		if len(s.CosignKeys) == 0 {
-			return fmt.Errorf("%s: cosign_keys: at least one endorser public key is required", where)
+		if err := s.X509.validate(&s); err != nil {
+			return fmt.Errorf("%s: %w", where, err)
+		}
+		if len(s.CosignKeys) == 0 && s.X509 == nil {
+			return fmt.Errorf("%s: cosign_keys: at least one endorser public key is required (or x509, for an S/MIME signed list)", where)
 		}
 		for _, k := range s.CosignKeys {
 			if !filepath.IsAbs(k) {
@@ -460,6 +506,46 @@ func checkURL(raw string) error {
 		}
 	default:
 		return fmt.Errorf("%q: only https:// and file:// are accepted", shown)
+	}
+	return nil
+}
+
+// Serve configures vmgate serve, the daemon that syncs, ships and prunes on its own.
+type Serve struct {
+	// Listen is the host:port of the HTTP server (/healthz, /metrics); port 0 picks a free
+	// one, an empty host listens on every address.
+	Listen string `yaml:"listen"`
+}
+
+func (s *Serve) validate() error {
+	u, err := url.Parse("//" + s.Listen)
+	if err != nil || u.Host != s.Listen || u.User != nil || u.Port() == "" {
+		return fmt.Errorf("config: serve.listen %q: want host:port (127.0.0.1:9477, [::1]:9477, :9477)", s.Listen)
+	}
+	if n, err := strconv.Atoi(u.Port()); err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("config: serve.listen %q: port must be 0 to 65535", s.Listen)
+	}
+	return nil
+}
+
+// validate checks an x509 subscription; x is nil for a cosign one.
+func (x *X509Trust) validate(s *Subscription) error {
+	if x == nil {
+		return nil
+	}
+	if len(s.CosignKeys) > 0 {
+		return errors.New("cosign_keys and x509: give one or the other, not both")
+	}
+	if s.SignatureURL != "" || s.BundleURL != "" {
+		return errors.New("signature_url and bundle_url do not apply with x509: an S/MIME list carries its signature")
+	}
+	if x.CADir == "" || !filepath.IsAbs(x.CADir) {
+		return fmt.Errorf("x509.ca_dir %q must be an absolute path (/etc/grid-security/certificates)", x.CADir)
+	}
+	for key, v := range map[string]string{"x509.dn": x.DN, "x509.ca": x.CA} {
+		if !strings.HasPrefix(v, "/") || !strings.Contains(v, "=") {
+			return fmt.Errorf("%s %q: want the OpenSSL one-line form, /DC=org/DC=example/CN=…", key, v)
+		}
 	}
 	return nil
 }

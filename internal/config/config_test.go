@@ -193,3 +193,79 @@ func TestTraceRefusesWithKeyName(t *testing.T) {
 		}
 	}
 }
+
+func TestServe(t *testing.T) {
+	c, err := Parse(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Serve.Listen != DefaultListen || DefaultListen != "127.0.0.1:9477" {
+		t.Errorf("serve.listen default = %q", c.Serve.Listen)
+	}
+	for _, ok := range []string{"0.0.0.0:9477", ":9477", "[::1]:9477", "localhost:0"} {
+		if _, err := Parse([]byte("serve: {listen: '" + ok + "'}")); err != nil {
+			t.Errorf("serve.listen %q: %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"9477", "host", "host:port", "a:99999", "u@h:1"} {
+		_, err := Parse([]byte("serve: {listen: '" + bad + "'}"))
+		if err == nil || !strings.Contains(err.Error(), "serve.listen") {
+			t.Errorf("serve.listen %q: %v, want an error naming the key", bad, err)
+		}
+	}
+	if got := strings.Join(ScalarKeys(), ","); !strings.Contains(got, "serve.listen") {
+		t.Errorf("ScalarKeys() = %s: VMGATE_SERVE_LISTEN would not override", got)
+	}
+}
+
+func TestSubscriptionX509(t *testing.T) {
+	const ok = `subscriptions:
+  - name: fedcloud
+    url: https://vmcaster.appdb.egi.eu/store/vo/fedcloud.egi.eu/image.list
+    token: s3cret
+    x509: {ca_dir: /etc/grid-security/certificates, dn: "/DC=EU/DC=EGI/C=GR/O=Robots/O=Greek Research and Technology Network/CN=Robot:argo-egi@grnet.gr", ca: "/DC=EU/DC=EGI/C=GR/O=Greek Research and Technology Network/CN=GRNET CA"}
+`
+	c, err := Parse([]byte(ok))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := c.Subscriptions[0]
+	if s.X509 == nil || s.X509.CADir != "/etc/grid-security/certificates" || !strings.HasPrefix(s.X509.DN, "/DC=EU/DC=EGI/") || !strings.HasSuffix(s.X509.CA, "/CN=GRNET CA") {
+		t.Fatalf("x509: %+v", s.X509)
+	}
+	if s.SignatureURL != "" || s.BundleURL != "" {
+		t.Fatalf("an x509 subscription got a signature URL: %q %q", s.SignatureURL, s.BundleURL)
+	}
+	const x509 = `x509: {ca_dir: /etc/grid-security/certificates, dn: /DC=org/CN=h, ca: /DC=org/CN=CA}`
+	for name, c := range map[string]struct{ yaml, want string }{
+		"both":          {"subscriptions: [{name: a, url: 'https://a/b', cosign_keys: [/k], " + x509 + "}]", "one or the other"},
+		"signature_url": {"subscriptions: [{name: a, url: 'https://a/b', signature_url: 'https://a/b.sig', " + x509 + "}]", "signature_url and bundle_url do not apply"},
+		"bundle_url":    {"subscriptions: [{name: a, url: 'https://a/b', bundle_url: 'https://a/b.bundle', " + x509 + "}]", "do not apply with x509"},
+		"relative dir":  {"subscriptions: [{name: a, url: 'https://a/b', x509: {ca_dir: certs, dn: /DC=org/CN=h, ca: /DC=org/CN=CA}}]", "x509.ca_dir"},
+		"no dn":         {"subscriptions: [{name: a, url: 'https://a/b', x509: {ca_dir: /c, ca: /DC=org/CN=CA}}]", "x509.dn"},
+		"rfc4514 ca":    {"subscriptions: [{name: a, url: 'https://a/b', x509: {ca_dir: /c, dn: /DC=org/CN=h, ca: 'CN=CA,DC=org'}}]", "x509.ca"},
+		"unknown key":   {"subscriptions: [{name: a, url: 'https://a/b', x509: {ca_dir: /c, dn: /DC=org/CN=h, ca: /DC=org/CN=CA, crl_dir: /c}}]", "crl_dir"},
+		"neither":       {"subscriptions: [{name: a, url: 'https://a/b'}]", "or x509"},
+	} {
+		_, err := Parse([]byte(c.yaml))
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: want an error containing %q, got %v", name, c.want, err)
+		}
+	}
+}
+
+func TestOpenStack(t *testing.T) {
+	c, err := Parse([]byte("openstack:\n  cloud: site-admin\n  deactivate_revoked: true\n  trusted_projects: [0a1b2c]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o := c.OpenStack; o.Cloud != "site-admin" || !o.DeactivateRevoked || len(o.TrustedProjects) != 1 {
+		t.Fatalf("openstack = %+v", o)
+	}
+	if _, err := Parse([]byte("openstack:\n  deactivate_revoked: true\n")); err == nil || !strings.Contains(err.Error(), "openstack.cloud") {
+		t.Fatalf("deactivate_revoked without a cloud: %v", err)
+	}
+	if _, err := Parse([]byte("openstack:\n  clouds: x\n")); err == nil || !strings.Contains(err.Error(), "clouds") {
+		t.Fatalf("unknown key: %v", err)
+	}
+}

@@ -146,7 +146,9 @@ func (h *run) finish(gated, allow bool, reason string, rec *trace.Record) int {
 	if allow {
 		return ExitAllow
 	}
-	fmt.Fprintf(h.env.Stderr, "vmgate: refused %s: %s\n", h.name, oneLine(reason))
+	// No domain name: libvirt's message names the domain already, and Nova keeps only the
+	// first 25 characters of this line in the server's fault message.
+	fmt.Fprintf(h.env.Stderr, "vmgate: %s\n", oneLine(reason))
 	return ExitRefuse
 }
 

@@ -120,7 +120,7 @@ func TestPrepareRefusesWithOneLineReason(t *testing.T) {
 		if code != ExitRefuse {
 			t.Fatalf("%s: exit %d", op, code)
 		}
-		want := "vmgate: refused vm2: disk vda image " + img + " (sha512 " + sha[:16] + "…) is not endorsed: removed from list \"example\" version 2 on 2026-11-20T09:00:00Z\n"
+		want := "vmgate: not endorsed: disk vda image " + img + " (sha512 " + sha[:16] + "…): removed from list \"example\" version 2 on 2026-11-20T09:00:00Z\n"
 		if stderr != want {
 			t.Fatalf("%s: stderr\n%q, want\n%q", op, stderr, want)
 		}
@@ -223,7 +223,7 @@ func TestNovaFixtureRecordsOwnerAndAddresses(t *testing.T) {
 		t.Fatal(err)
 	}
 	code, stderr := n.run(string(xml), "instance-0000002a", "prepare", "begin", "-")
-	if code != ExitRefuse || !strings.HasPrefix(stderr, "vmgate: refused instance-0000002a: image 4c0f6a7e-2b1d-4e3f-8a9b-5c6d7e8f9a0b is not endorsed: unknown Glance image") {
+	if code != ExitRefuse || !strings.HasPrefix(stderr, "vmgate: not endorsed: image 4c0f6a7e-2b1d-4e3f-8a9b-5c6d7e8f9a0b: unknown Glance image") {
 		t.Fatalf("exit %d %q", code, stderr)
 	}
 	r := n.records()[0]

@@ -34,6 +34,8 @@ type Event struct {
 	Changes      []string `json:"changes,omitempty"` // keys that changed, for image.changed
 	ListSHA256   string   `json:"list_sha256,omitempty"`
 	Archive      string   `json:"archive,omitempty"` // where the accepted bytes are kept
+	GlanceID     string   `json:"glance_id,omitempty"`
+	Cloud        string   `json:"cloud,omitempty"` // for glance.* events: the cloud's name
 }
 
 func imageEvent(name, sub string, acc *Accepted, st *ImageState, msg string) Event {

@@ -54,6 +54,13 @@ func Compile(st *State, subs []string, now time.Time) (snapshot.Meta, []snapshot
 			entries[i].Images = append(entries[i].Images, rec)
 		}
 	}
+	if st.Glance != nil {
+		for _, id := range sortedKeys(st.Glance.Images) {
+			if i, ok := byHash[st.Glance.Images[id].SHA512]; ok {
+				entries[i].GlanceIDs = append(entries[i].GlanceIDs, id)
+			}
+		}
+	}
 	if meta.Expires.IsZero() {
 		meta.Expires = now.Add(emptySnapshotLife)
 	}

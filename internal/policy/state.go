@@ -18,6 +18,8 @@ import (
 type State struct {
 	Serial        uint64               `json:"snapshot_serial"` // of the last snapshot written
 	Subscriptions map[string]*SubState `json:"subscriptions"`
+	// Glance maps an OpenStack cloud's image ids to sha512 values (openstack.cloud).
+	Glance *GlanceState `json:"glance,omitempty"`
 }
 
 // SubState is one subscription's state.

@@ -42,6 +42,7 @@ const (
 	OutcomeAccepted  Outcome = "accepted"  // a new list version is now in force
 	OutcomeUnchanged Outcome = "unchanged" // the list in force is still the newest
 	OutcomeRefused   Outcome = "refused"   // the fetched list was refused; the previous one stays
+	OutcomeSkipped   Outcome = "skipped"   // not in Syncer.Only: not fetched; the list in force stays
 )
 
 // Result reports one subscription's sync.
@@ -60,6 +61,8 @@ type Report struct {
 	Results  []Result
 	Snapshot snapshot.Meta
 	Events   []Event // what this sync recorded in the history, in order
+	// Glance is what the sync learnt from, and did to, the cloud's Glance (nil without one).
+	Glance *GlanceReport
 }
 
 // Refused reports whether any subscription's list was refused.
@@ -77,6 +80,13 @@ type Syncer struct {
 	Config *config.Config
 	Log    *slog.Logger
 	Now    func() time.Time // the clock; time.Now when nil
+	// Only, when not nil, names the subscriptions to fetch in this pass (vmgate serve syncs
+	// each on its own refresh); the others keep their lists, which still lapse and still go
+	// into the snapshot.
+	Only []string
+	// Glance, when set, is listed at every sync to map its image ids to sha512 values.
+	Glance        Glance
+	GlanceOptions GlanceOptions
 }
 
 // Run fetches, verifies and checks every subscription's list, records what changed in the
@@ -107,6 +117,14 @@ func (s *Syncer) Run(ctx context.Context) (*Report, error) {
 	configured := make([]string, 0, len(s.Config.Subscriptions))
 	for _, sub := range s.Config.Subscriptions {
 		configured = append(configured, sub.Name)
+		if s.Only != nil && !slices.Contains(s.Only, sub.Name) {
+			res := Result{Subscription: sub.Name, Outcome: OutcomeSkipped, Changes: map[string]int{}}
+			if a := st.sub(sub.Name).Accepted; a != nil {
+				res.List, res.Version = a.Identifier, a.Version
+			}
+			report.Results = append(report.Results, res)
+			continue
+		}
 		res, evs := s.syncOne(ctx, sub, st.sub(sub.Name), dir, now().UTC())
 		events = append(events, evs...)
 		report.Results = append(report.Results, res)
@@ -128,6 +146,14 @@ func (s *Syncer) Run(ctx context.Context) (*Report, error) {
 		r.Endorsed = countEndorsed(st.Subscriptions[name])
 	}
 
+	if s.Glance != nil {
+		rep, evs := resolveGlance(ctx, s.Glance, &s.GlanceOptions, st, t)
+		report.Glance = rep
+		events = append(events, evs...)
+	} else {
+		st.Glance = nil // no cloud configured any more: its ids vouch for nothing
+	}
+
 	// The history first: a change that is not recorded must not take effect.
 	if err := appendHistory(HistoryPath(dir), events); err != nil {
 		return nil, err
@@ -144,7 +170,30 @@ func (s *Syncer) Run(ctx context.Context) (*Report, error) {
 	meta.Images = len(entries)
 	meta.Format = snapshot.Format
 	report.Snapshot = meta
+	if s.Glance != nil && s.GlanceOptions.DeactivateRevoked && report.Glance.Err == nil {
+		if err := s.guard(ctx, st, entries, t, dir, report); err != nil {
+			return nil, err
+		}
+	}
 	return report, nil
+}
+
+// guard applies openstack.deactivate_revoked once the snapshot is in force, and records
+// what it did. A failed call to Glance is reported, not fatal: the hook refuses the image
+// at boot either way.
+func (s *Syncer) guard(ctx context.Context, st *State, entries []snapshot.Entry, now time.Time, dir string, report *Report) error {
+	evs := guardGlance(ctx, s.Glance, st.Glance, entries, now, report.Glance)
+	if len(evs) == 0 {
+		return nil
+	}
+	if err := appendHistory(HistoryPath(dir), evs); err != nil {
+		return fmt.Errorf("Glance was changed but the change could not be recorded: %w", err)
+	}
+	report.Events = append(report.Events, evs...)
+	if err := st.Save(StatePath(dir)); err != nil {
+		return fmt.Errorf("Glance was changed and recorded in the history, but the state could not be saved: %w", err)
+	}
+	return nil
 }
 
 // syncOne handles one subscription. It changes ss only when the list is accepted or when
@@ -184,9 +233,12 @@ func (s *Syncer) syncOne(ctx context.Context, sub config.Subscription, ss *SubSt
 }
 
 func (s *Syncer) fetchAndAccept(ctx context.Context, sub config.Subscription, ss *SubState, dir string, now time.Time, res *Result) ([]Event, error) {
-	keys, err := verify.LoadKeys(sub.CosignKeys...)
-	if err != nil {
-		return nil, &RefusalError{Reason: ReasonConfig, Msg: err.Error(), Err: err}
+	var keys *verify.Keys
+	if sub.X509 == nil {
+		var err error
+		if keys, err = verify.LoadKeys(sub.CosignKeys...); err != nil {
+			return nil, &RefusalError{Reason: ReasonConfig, Msg: err.Error(), Err: err}
+		}
 	}
 	f, err := fetch.New(fetch.Options{CAFile: sub.CAFile, Timeout: sub.Timeout, MaxSize: sub.MaxSize, Token: sub.Token})
 	if err != nil {
@@ -205,34 +257,25 @@ func (s *Syncer) fetchAndAccept(ctx context.Context, sub config.Subscription, ss
 		return nil, nil
 	}
 	body := got.Body
-	sum := sha256.Sum256(body)
-	digest := hex.EncodeToString(sum[:])
-
-	sigURL, sigExt := sub.SignatureURL, ".sig"
-	if sub.BundleURL != "" {
-		sigURL, sigExt = sub.BundleURL, ".bundle"
-	}
-	sig, err := f.Get(ctx, sigURL, fetch.Validators{})
-	if err != nil {
-		var se *fetch.StatusError
-		if errors.As(err, &se) && se.Code == 404 || errors.Is(err, fs.ErrNotExist) {
-			return nil, &RefusalError{Reason: ReasonMissingSignature, Msg: fmt.Sprintf("no signature at %s", redactURL(sigURL)), Err: err}
+	signed, sigExt, sig := body, "", []byte(nil) // what was signed; the separate signature
+	var l *List
+	if sub.X509 != nil {
+		// The S/MIME document carries the list and its signature. The list it signs
+		// identifies the version; the whole document is archived, signature included.
+		if l, signed, err = VerifySMIMEList(body, *sub.X509, now); err != nil {
+			return nil, err
 		}
-		return nil, fetchRefusal("signature", err)
-	}
-	if sub.BundleURL != "" {
-		err = keys.VerifyBundle(body, sig.Body)
 	} else {
-		err = keys.VerifySignature(body, sig.Body)
+		if sigExt, sig, err = fetchVerifyCosign(ctx, f, keys, sub, body); err != nil {
+			return nil, err
+		}
+		// Only verified bytes are parsed.
+		if l, err = Parse(body); err != nil {
+			return nil, err
+		}
 	}
-	if err != nil {
-		return nil, &RefusalError{Reason: ReasonBadSignature, Msg: err.Error(), Err: err}
-	}
-	// Only verified bytes are parsed.
-	l, err := Parse(body)
-	if err != nil {
-		return nil, err
-	}
+	sum := sha256.Sum256(signed)
+	digest := hex.EncodeToString(sum[:])
 	var prev *Previous
 	if a := ss.Accepted; a != nil {
 		prev = &Previous{Identifier: a.Identifier, Version: a.Version, SHA256: a.SHA256}
@@ -247,7 +290,7 @@ func (s *Syncer) fetchAndAccept(ctx context.Context, sub config.Subscription, ss
 	if err := Check(l, digest, want, prev, now); err != nil {
 		return nil, err
 	}
-	archive, err := archiveList(dir, sub.Name, l.Version, digest, body, sigExt, sig.Body)
+	archive, err := archiveList(dir, sub.Name, l.Version, digest, body, sigExt, sig)
 	if err != nil {
 		return nil, fmt.Errorf("archive: %w", err)
 	}
@@ -267,6 +310,32 @@ func (s *Syncer) fetchAndAccept(ctx context.Context, sub config.Subscription, ss
 	return events, nil
 }
 
+// fetchVerifyCosign fetches a cosign subscription's detached signature or bundle and
+// verifies it over body; it returns the archive extension and the signature's bytes.
+func fetchVerifyCosign(ctx context.Context, f *fetch.Fetcher, keys *verify.Keys, sub config.Subscription, body []byte) (string, []byte, error) {
+	sigURL, sigExt := sub.SignatureURL, ".sig"
+	if sub.BundleURL != "" {
+		sigURL, sigExt = sub.BundleURL, ".bundle"
+	}
+	sig, err := f.Get(ctx, sigURL, fetch.Validators{})
+	if err != nil {
+		var se *fetch.StatusError
+		if errors.As(err, &se) && se.Code == 404 || errors.Is(err, fs.ErrNotExist) {
+			return "", nil, &RefusalError{Reason: ReasonMissingSignature, Msg: fmt.Sprintf("no signature at %s", redactURL(sigURL)), Err: err}
+		}
+		return "", nil, fetchRefusal("signature", err)
+	}
+	if sub.BundleURL != "" {
+		err = keys.VerifyBundle(body, sig.Body)
+	} else {
+		err = keys.VerifySignature(body, sig.Body)
+	}
+	if err != nil {
+		return "", nil, &RefusalError{Reason: ReasonBadSignature, Msg: err.Error(), Err: err}
+	}
+	return sigExt, sig.Body, nil
+}
+
 func fetchRefusal(what string, err error) error {
 	if errors.Is(err, fetch.ErrTooLarge) {
 		return &RefusalError{Reason: ReasonTooLarge, Msg: fmt.Sprintf("%s: %v", what, err), Err: err}
@@ -276,7 +345,8 @@ func fetchRefusal(what string, err error) error {
 
 var unsafeName = regexp.MustCompile(`[^A-Za-z0-9._-]+`)
 
-// archiveList keeps the exact accepted bytes and their signature, named by version and
+// archiveList keeps the exact accepted bytes and their signature (for S/MIME, the whole
+// signed document, sigExt empty), named by version and
 // content hash, and returns the list's path relative to the policy directory.
 func archiveList(dir, sub, version, digest string, body []byte, sigExt string, sig []byte) (string, error) {
 	v := unsafeName.ReplaceAllString(version, "_")
@@ -288,8 +358,10 @@ func archiveList(dir, sub, version, digest string, body []byte, sigExt string, s
 	if err := os.MkdirAll(filepath.Dir(abs), 0o755); err != nil {
 		return "", err
 	}
-	if err := atomicfile.WriteFile(abs+sigExt, sig, 0o644); err != nil {
-		return "", err
+	if sigExt != "" { // an S/MIME list has its signature inside
+		if err := atomicfile.WriteFile(abs+sigExt, sig, 0o644); err != nil {
+			return "", err
+		}
 	}
 	if err := atomicfile.WriteFile(abs, body, 0o644); err != nil {
 		return "", err

@@ -2,24 +2,20 @@ package terminate
 
 import (
 	"context"
-	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"net/netip"
-	"os"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/gophercloud/gophercloud/v2"
-	"github.com/gophercloud/gophercloud/v2/openstack"
 	"github.com/gophercloud/gophercloud/v2/openstack/compute/v2/servers"
-	"github.com/gophercloud/gophercloud/v2/openstack/config"
-	"github.com/gophercloud/gophercloud/v2/openstack/config/clouds"
 
 	"github.com/vmgate/vmgate/internal/domain"
+	"github.com/vmgate/vmgate/internal/openstack"
 )
 
 // Cloud is the cloud scope: the servers of every project of an OpenStack cloud, through the
@@ -34,43 +30,18 @@ type Cloud struct {
 
 var _ Source = (*Cloud)(nil)
 
-// OpenCloud authenticates to the cloud named name in clouds.yaml (found as the OpenStack
-// client finds it: $OS_CLIENT_CONFIG_FILE, ./clouds.yaml, ~/.config/openstack/,
-// /etc/openstack/). With an empty name it takes $OS_CLOUD, or when that is unset the OS_*
-// variables of an openrc file.
+// OpenCloud authenticates to a cloud as openstack.Connect does (name in clouds.yaml; empty:
+// $OS_CLOUD, else the OS_* variables) and lists its servers through Nova.
 func OpenCloud(ctx context.Context, name string) (*Cloud, error) {
-	ao, eo, tlsConfig, label, err := cloudAuth(name)
+	sess, err := openstack.Connect(ctx, name)
 	if err != nil {
-		return nil, fmt.Errorf("cloud %s: %w", label, err)
+		return nil, err
 	}
-	// A run that waits for many shutdowns can outlive its token.
-	ao.AllowReauth = true
-	provider, err := config.NewProviderClient(ctx, ao, config.WithTLSConfig(tlsConfig))
+	compute, err := sess.Compute()
 	if err != nil {
-		return nil, fmt.Errorf("cloud %s: authenticate: %w", label, err)
+		return nil, err
 	}
-	compute, err := openstack.NewComputeV2(provider, eo)
-	if err != nil {
-		return nil, fmt.Errorf("cloud %s: compute endpoint: %w", label, err)
-	}
-	return NewCloud(compute, label), nil
-}
-
-func cloudAuth(name string) (ao gophercloud.AuthOptions, eo gophercloud.EndpointOpts, tlsConfig *tls.Config, label string, err error) {
-	if name == "" && os.Getenv("OS_CLOUD") == "" {
-		ao, err = openstack.AuthOptionsFromEnv()
-		eo = gophercloud.EndpointOpts{Region: os.Getenv("OS_REGION_NAME"), Availability: gophercloud.Availability(os.Getenv("OS_INTERFACE"))}
-		return ao, eo, nil, "from OS_* variables", err
-	}
-	label = name
-	var opts []clouds.ParseOption
-	if name != "" {
-		opts = append(opts, clouds.WithCloudName(name))
-	} else {
-		label = os.Getenv("OS_CLOUD")
-	}
-	ao, eo, tlsConfig, err = clouds.Parse(opts...)
-	return ao, eo, tlsConfig, label, err
+	return NewCloud(compute, sess.Label), nil
 }
 
 // NewCloud uses a compute client made elsewhere; label names the cloud in output.

@@ -279,7 +279,7 @@ func TestHostDestroy(t *testing.T) {
 		recorded = append(recorded, r.Domain.Name)
 		if r.Event != trace.VMTerminated || r.Outcome != trace.OutcomeSuccess || r.Action != "destroy" || r.RevokedAt == nil ||
 			r.Actor == nil || r.Actor.UID != 4242 || r.Actor.Name != "secteam" || r.Host != "node1" || len(r.MACs) != 1 ||
-			len(r.Images) != 1 || r.Images[0].Status != "revoked" || len(r.Images[0].SHA512) != 128 || !strings.Contains(r.Reason, "is not endorsed: removed from list") {
+			len(r.Images) != 1 || r.Images[0].Status != "revoked" || len(r.Images[0].SHA512) != 128 || !strings.Contains(r.Reason, "not endorsed: disk vda image") {
 			t.Errorf("record: %+v", r)
 		}
 	}

@@ -25,6 +25,10 @@ const (
 	ListRefused     = "list.refused"
 	ImageEndorsed   = "image.endorsed"
 	ImageRevoked    = "image.revoked" // also an endorsement that expired: the reason says which
+	// ImageDeactivated and ImageReactivated: openstack.deactivate_revoked changed a Glance
+	// image.
+	ImageDeactivated = "image.deactivated"
+	ImageReactivated = "image.reactivated"
 )
 
 // Outcomes, as ECS event.outcome spells them.

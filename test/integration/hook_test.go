@@ -85,7 +85,7 @@ func TestHookWithRealLibvirt(t *testing.T) {
 
 	refusedDom := l.NewDomain(t, "unendorsed", DomainOptions{BaseImage: bPath})
 	stderr, err := refusedDom.Start()
-	want := "vmgate: refused " + refusedDom.Name + ": disk vda image " + bPath + " (sha512 " + b.SHA512[:16] + "…) is not endorsed: no subscribed list endorses it"
+	want := "vmgate: not endorsed: disk vda image " + bPath + " (sha512 " + b.SHA512[:16] + "…): no subscribed list endorses it"
 	if err == nil || !strings.Contains(stderr, want) {
 		t.Fatalf("unendorsed domain: err %v, virsh said:\n%s\nwant it to contain:\n%s", err, stderr, want)
 	}
@@ -97,7 +97,7 @@ func TestHookWithRealLibvirt(t *testing.T) {
 	nova := l.NewDomain(t, "nova", DomainOptions{BaseImage: aPath, Nova: &NovaInstance{Name: "analysis-1", UserID: "u-carol", UserName: "carol",
 		ProjectID: "p-hep", ProjectName: "hep", ImageID: "4c0f6a7e-2b1d-4e3f-8a9b-5c6d7e8f9a0b",
 		Ports: []NovaPort{{ID: "1e2d3c4b-5a69-4788-9aab-bccddeeff001", IPs: []NovaIP{{Type: "fixed", Address: "10.20.30.41"}, {Type: "floating", Address: "192.0.2.77"}}}}}})
-	if stderr, err := nova.Start(); err == nil || !strings.Contains(stderr, "image 4c0f6a7e-2b1d-4e3f-8a9b-5c6d7e8f9a0b is not endorsed: unknown Glance image") {
+	if stderr, err := nova.Start(); err == nil || !strings.Contains(stderr, "vmgate: not endorsed: image 4c0f6a7e-2b1d-4e3f-8a9b-5c6d7e8f9a0b: unknown Glance image") {
 		t.Fatalf("nova domain: err %v\n%s", err, stderr)
 	}
 
@@ -108,7 +108,7 @@ func TestHookWithRealLibvirt(t *testing.T) {
 	}
 	again := l.NewDomain(t, "revoked", DomainOptions{BaseImage: aPath})
 	stderr, err = again.Start()
-	if err == nil || !strings.Contains(stderr, `is not endorsed: removed from list "example" version 2 on `) {
+	if err == nil || !strings.Contains(stderr, `): removed from list "example" version 2 on `) {
 		t.Fatalf("revoked image: err %v\n%s", err, stderr)
 	}
 

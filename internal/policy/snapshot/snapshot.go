@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -203,9 +204,9 @@ func (s *Snapshot) Lookup(sha512 string) (e *Entry, ok bool, err error) {
 	return s.get(bucketSHA512, key)
 }
 
-// LookupGlance finds the image behind a Glance image id.
+// LookupGlance finds the image behind a Glance image id (a uuid, any case).
 func (s *Snapshot) LookupGlance(id string) (*Entry, bool, error) {
-	return s.get(bucketGlance, []byte(id))
+	return s.get(bucketGlance, []byte(strings.ToLower(id)))
 }
 
 // get looks key up in bucket; the glance bucket maps to a sha512 key, looked up in turn.
