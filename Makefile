@@ -39,7 +39,8 @@ FUZZTIME ?= 30s
 fuzz:
 	bash scripts/fuzz.sh $(FUZZTIME)
 
-demo: deps build
+# demo.sh checks for root first, then installs what it needs (deps.sh) and builds.
+demo:
 	bash scripts/demo.sh
 
 fmt:

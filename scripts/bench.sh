@@ -206,3 +206,13 @@ go test -run '^$' -bench 'BenchmarkShipTLS$' -benchtime 1x -count "$COUNT" ./int
 	awk '/records\/s/ {for (i=2;i<=NF;i++) if ($(i+1)=="records/s") print $i}' >"$work/ship.txt"
 sr=$(median <"$work/ship.txt")
 echo "- shipping, RFC 5424 over TLS with octet counting: $(awk -v r="$sr" 'BEGIN {printf "%.0f", r}') records/s (target ≥ 20,000); ratio to the one-writer append rate $(awk -v r="$sr" -v a="$a" 'BEGIN {printf "%.1f", r/(1e9/a)}')"
+echo
+
+echo "## vmgate serve: what the daemon adds (metrics over a 1,000,000-record journal)"
+echo "command: VMGATE_BENCH_RECORDS=1000000 go test ./internal/metrics -bench 'Scrape|Follow' -count $COUNT (writes a 1,000,000-record journal first)"
+VMGATE_BENCH_RECORDS=1000000 gobench ./internal/metrics 'BenchmarkScrape$|BenchmarkScrapeBaseline$|BenchmarkFollowNew$' 50x
+VMGATE_BENCH_RECORDS=1000000 gobench ./internal/metrics 'BenchmarkFollowWhole$' 3x
+sc=$(med BenchmarkScrape); scb=$(med BenchmarkScrapeBaseline); fn=$(med BenchmarkFollowNew); fw=$(med BenchmarkFollowWhole)
+echo "- /metrics scrape, journal already followed, snapshot of 1,000 images, one sink: $(ms "$sc"); ratio to a Go exporter's bare scrape ($(ms "$scb")) $(ratio "$sc" "$scb")"
+echo "- following 1,000 new records after 1,000,000: $(ms "$fn") ($(awk -v x="$fn" 'BEGIN {printf "%.1f", x/1000/1e3}') µs per record)"
+echo "- baseline, reading the whole journal without an offset (also the daemon's start): $(ms "$fw"); ratio follow / whole $(awk -v a="$fn" -v b="$fw" 'BEGIN {printf "%.4f", a/b}')"

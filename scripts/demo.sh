@@ -1,16 +1,22 @@
 #!/usr/bin/env bash
 # The whole story on this machine, with real parts: an endorser signs an image list with
 # cosign, vmgate syncs it, the hook in a real libvirtd lets a VM on an endorsed image start
-# and refuses one on another image; after the endorser revokes the image a new start on it
-# is refused, the trace tells which VM had which address, and vmgate terminate takes the
-# running VM down. Run it with `make demo` (as root). It cleans up after itself.
+# and refuses one on another image; the trace tells which VM had which MAC address; the
+# endorser revokes the image, and vmgate terminate takes the running VM down, with a record
+# that says why. Run it with `make demo` (as root). It cleans up after itself.
 set -Eeuo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
 
 if [[ $(id -u) -ne 0 ]]; then
-	echo "make demo needs root: it installs packages, starts libvirtd and QEMU, and installs a" >&2
-	echo "libvirt hook. Run: sudo make demo" >&2
+	cat >&2 <<-'EOF'
+	make demo needs root, because it uses the real parts of a hypervisor:
+	  - it installs Debian packages (libvirt, QEMU, openssl) when they are missing, and
+	    builds the cosign CLI with go install,
+	  - it starts libvirtd and runs small QEMU virtual machines,
+	  - it installs vmgate's hook as /etc/libvirt/hooks/qemu.d/vmgate (and removes it after).
+	Run: sudo make demo
+	EOF
 	exit 1
 fi
 hook=/etc/libvirt/hooks/qemu.d/vmgate
@@ -19,7 +25,29 @@ if [[ -e $hook ]]; then
 	exit 1
 fi
 
+if ! command -v go >/dev/null; then
+	echo "demo: needs the Go toolchain (go) on PATH, to build vmgate and the cosign CLI" >&2
+	exit 1
+fi
 export PATH="$(go env GOPATH)/bin:$PATH"
+echo "==> Getting what the demo needs: libvirt, QEMU, openssl, the cosign CLI (the first time takes a few minutes)"
+# Only what the demo uses: scripts/deps.sh would also bring up the test OpenStack.
+missing=()
+for p in openssl qemu-utils util-linux; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+	echo "    installing ${missing[*]}"
+	DEBIAN_FRONTEND=noninteractive apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o Dpkg::Options::=--force-confold "${missing[@]}" >/dev/null
+fi
+cosign_version=$(sed -n 's/^COSIGN_VERSION=//p' scripts/deps.sh) # one pinned version for tests and demo
+if ! cosign version 2>/dev/null | grep -q "GitVersion:.*${cosign_version#v}"; then
+	echo "    building the cosign CLI ${cosign_version} (about 4 minutes the first time)"
+	GOFLAGS=-buildvcs=false go install "github.com/sigstore/cosign/v2/cmd/cosign@${cosign_version}"
+fi
+bash scripts/libvirt.sh up | sed 's/^/    /'
+make --no-print-directory build >/dev/null
 work=$(mktemp -d /tmp/vmgate-demo.XXXXXX)
 virsh() { command virsh -q -c qemu:///system "$@"; }
 step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
@@ -39,6 +67,7 @@ cleanup() {
 	rm -rf "$work"
 }
 trap cleanup EXIT
+trap 'exit 130' INT TERM # so that an interrupted demo cleans up too
 
 vmgate() { "$repo/bin/vmgate" --config "$work/vmgate.yaml" "$@"; }
 # cosign looks for sigstore's public services even for offline work: keep it off the network.
@@ -75,16 +104,18 @@ subscriptions:
 EOF
 say "the site subscribes to it in $work/vmgate.yaml"
 
-step "The site syncs: verify the signature, check the list, record the history, write the snapshot"
+step "The site syncs: vmgate fetches the list, checks the endorser's signature before reading it, checks its dates and version, records it, and writes the snapshot the hook reads"
 run vmgate --log-level warn sync
+say "what the hook will let start now:"
 run vmgate images
 
-step "The hook goes into the real libvirtd"
-bash scripts/libvirt.sh up >/dev/null
+step "vmgate's hook goes into the real libvirtd: from now on libvirtd asks it before every VM start"
 run vmgate hook install --hooks-dir "$work/hooks" --hook "$repo/bin/vmgate-hook"
 install -m 0755 "$work/hooks/qemu.d/vmgate" "$hook"
 bash scripts/libvirt.sh hup >/dev/null
-say "installed as $hook; libvirtd was sent SIGHUP so that it runs it"
+say "installed as $hook; libvirtd was sent SIGHUP, which makes it look for hooks again"
+say "vmgate doctor checks the whole installation, one line each:"
+run vmgate doctor || true
 
 define() { # define NAME IMAGE: a small TCG domain on a qcow2 overlay of the image
 	qemu-img create -q -f qcow2 -b "$work/$2.raw" -F raw "$work/$1.qcow2"
@@ -97,50 +128,48 @@ EOF
 	virsh define "$work/$1.xml" >/dev/null
 }
 
-step "A VM on the endorsed image worker-el9 starts"
+step "A VM on the endorsed image worker-el9 starts: the hook finds its base image's sha512 in the list"
 define demo-endorsed worker-el9 1
 run virsh start demo-endorsed
 run virsh domstate demo-endorsed
 
-step "A VM on the unvetted image is refused, and virsh says why"
+step "A VM on the image nobody vouches for is refused: virsh shows vmgate's reason"
 define demo-unvetted unvetted 2
 if run virsh start demo-unvetted; then
 	echo "demo: the unvetted VM started; the hook did not refuse it" >&2
 	exit 1
 fi
 
-step "Every decision is on record, hash-chained, before the VM was let start"
+step "Both decisions were written to the hash-chained trace journal before libvirtd went on"
 run vmgate trace verify
-say "the allow record of demo-endorsed:"
-grep '"event":"admission.allow"' "$work/state/trace/journal.jsonl" | grep demo-endorsed | tail -1 | cut -c1-400 | sed 's/^/      /'
 
-step "The endorser revokes worker-el9: version 2 of the list no longer names it"
+step "An incident report names a MAC address: which VM had 52:54:00:00:00:01, on what image, since when? The trace answers"
+run vmgate trace query --mac 52:54:00:00:00:01
+
+step "The endorser finds a flaw in worker-el9 and publishes version 2 of the list without it: the image is revoked"
 publish 2 analysis-2404
 run vmgate --log-level warn sync
 run vmgate images --all
+say "the auditable history of worker-el9: when it was endorsed, when and why revoked"
+run vmgate images --history worker-el9.raw
 
-step "A new VM on worker-el9 is refused now, with when and why"
+step "No new VM can start on worker-el9 now; the refusal says when and why it was revoked"
 define demo-revoked worker-el9 3
 if run virsh start demo-revoked; then
 	echo "demo: a VM on a revoked image started" >&2
 	exit 1
 fi
 
-step "The auditable history of worker-el9"
-run vmgate images --history worker-el9.raw
-
-step "Which VM had the MAC address 52:54:00:00:00:01, and on what image? The trace says"
-run vmgate trace query --mac 52:54:00:00:00:01
-
-step "demo-endorsed still runs: its image was revoked after it started"
+step "But demo-endorsed started before the revocation and is still running"
 run virsh domstate demo-endorsed
 
-step "The security team takes down running VMs whose image is revoked"
-say "(--max 1: if anything but the demo's VM were a target, vmgate would refuse to act)"
+step "The security team takes down every running VM whose image is no longer endorsed"
+say "first a dry run, to see what would be done; --max 1 refuses to act on more than one VM"
 run vmgate terminate --revoked --dry-run --max 1 || true
 run vmgate terminate --revoked --action destroy --max 1
+say "the VM is down:"
 run virsh domstate demo-endorsed
-say "the record says who did it and why:"
-grep '"event":"vm.terminated"' "$work/state/trace/journal.jsonl" | tail -1 | cut -c1-400 | sed 's/^/      /'
+say "and the trace says why it went down (the record also names who ran vmgate terminate: --format json shows it):"
+run vmgate trace query --mac 52:54:00:00:00:01
 
-step "Cleaning up: domains, the hook, $work"
+step "Cleaning up: the demo's VMs, the hook, $work"

@@ -34,6 +34,14 @@ libvirt hook (vmgate-hook, installed by vmgate hook install) consults at every V
 The hook refuses any image that is not endorsed now and records every decision in a
 hash-chained trace journal before it lets a VM start.
 
+  keep the policy     sync (once, or from a timer), serve (the daemon: sync, ship, prune,
+                      /healthz, /metrics), images, list verify, endorse (the endorser's side)
+  install and check   hook install, doctor, check
+  traceability        trace query, trace verify, ship
+  incidents           terminate --revoked
+
+Shell completion: vmgate completion bash|zsh|fish (see vmgate completion bash --help).
+
 Configuration: --config, else $VMGATE_CONFIG, else ` + config.DefaultPath + `.
 Any scalar key can be overridden by VMGATE_<KEY> (for example VMGATE_STATE_DIR).
 
@@ -54,6 +62,9 @@ Exit codes: 0 done, 1 refused or invalid (see each command), 2 error.`,
 		newTraceCommand(&g),
 		newShipCommand(&g),
 		newTerminateCommand(&g),
+		newServeCommand(&g),
+		newDoctorCommand(&g),
+		newEndorseCommand(&g),
 	)
 	return root
 }

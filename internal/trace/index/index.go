@@ -533,17 +533,9 @@ func (ix *Index) updateFrom(ctx context.Context, rebuild, tail bool) (Stats, err
 	return Stats{Records: ing.n, LastSeq: last, Rebuilt: rebuild}, readErr
 }
 
-// readWhole passes every record of the journal to fn with the offset where its line ends,
-// which follows from the record: the journal writes each in one spelling only.
+// readWhole passes every record of the journal to fn with the offset where its line ends.
 func readWhole(path string, fn func(journal.Entry, int64) error) error {
-	var end int64
-	return journal.Read(path, 0, func(e journal.Entry) error {
-		if end == 0 {
-			end = headerLen(e.Seq-1, e.Prev)
-		}
-		end += lineLen(&e)
-		return fn(e, end)
-	})
+	return journal.ReadPositions(path, fn)
 }
 
 // errSkip tells readJournal to pass a record over.
