@@ -159,19 +159,11 @@ func (w *Workspace) Add(o AddOptions) (*Added, error) {
 			return nil, err
 		}
 	}
-	unlock, err := w.lock()
+	d, recs, unlock, err := w.beginEdit()
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
-	d, _, err := w.loadDocument()
-	if err != nil {
-		return nil, err
-	}
-	recs, err := w.editHistory()
-	if err != nil {
-		return nil, err
-	}
 	res := &Added{Identifier: o.Identifier, Info: info, Software: sw}
 	if res.Identifier == "" {
 		res.Identifier = NewUUID()
@@ -259,19 +251,11 @@ func (w *Workspace) Remove(identifier, reason string) (*Removed, error) {
 	if strings.TrimSpace(reason) == "" {
 		return nil, refusef("--reason is required: the history must say why an image was revoked")
 	}
-	unlock, err := w.lock()
+	d, recs, unlock, err := w.beginEdit()
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
-	d, _, err := w.loadDocument()
-	if err != nil {
-		return nil, err
-	}
-	recs, err := w.editHistory()
-	if err != nil {
-		return nil, err
-	}
 	at := d.findImage(identifier)
 	if at < 0 {
 		return nil, refusef("list %s has no image %s", w.List, identifier)
@@ -295,6 +279,22 @@ func (w *Workspace) exists() error {
 		return fmt.Errorf("list: %w", err)
 	}
 	return nil
+}
+
+// beginEdit takes the list's lock and reads the list and its history, as every edit does
+// first. The caller must call unlock when it is done.
+func (w *Workspace) beginEdit() (d *document, recs []Record, unlock func(), err error) {
+	if unlock, err = w.lock(); err != nil {
+		return nil, nil, nil, err
+	}
+	if d, _, err = w.loadDocument(); err == nil {
+		recs, err = w.editHistory()
+	}
+	if err != nil {
+		unlock()
+		return nil, nil, nil, err
+	}
+	return d, recs, unlock, nil
 }
 
 // editHistory is the history an edit continues. A list without one is refused: its history
@@ -341,19 +341,11 @@ func (w *Workspace) Sign(o SignOptions) (*Signed, error) {
 	if o.Signer == nil {
 		return nil, errors.New("sign: no key")
 	}
-	unlock, err := w.lock()
+	d, recs, unlock, err := w.beginEdit()
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
-	d, _, err := w.loadDocument()
-	if err != nil {
-		return nil, err
-	}
-	recs, err := w.editHistory()
-	if err != nil {
-		return nil, err
-	}
 	l := d.parsed
 	if err := agrees(recs, l); err != nil {
 		return nil, err
