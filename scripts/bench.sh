@@ -26,6 +26,7 @@ ms() { awk -v x="$1" 'BEGIN {printf "%.3f ms", x/1e6}'; }
 echo "# vmgate benchmarks, $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, $(go version | cut -d' ' -f3), median of $COUNT"
 echo
 
+if [[ -z ${BENCH_ONLY:-} ]]; then
 echo "## Image lists: sync of a signed 10,000-image list"
 echo "command: go test ./internal/policy -bench 'Sync|DecodeBaseline' -count $COUNT"
 gobench ./internal/policy 'BenchmarkSync$|BenchmarkDecodeBaseline$' 20x
@@ -62,6 +63,8 @@ echo "- cosign verify-blob (baseline): $(ms "$c")"
 echo "- ratio vmgate / cosign: $(ratio "$v" "$c")"
 echo
 
+fi
+
 # node DIR N: a node whose snapshot endorses DIR/base.raw among N made-up images, from a list
 # signed with cosign and synced by vmgate; DIR/domain.xml is a plain domain on that image.
 node() {
@@ -84,6 +87,43 @@ node() {
 	# The first start hashes the base image; what is measured is every start after it.
 	VMGATE_CONFIG="$dir/vmgate.yaml" bin/vmgate-hook bench prepare begin - <"$dir/domain.xml"
 }
+
+# bench_blocks: what the site's blocks cost the hook and what a block costs the operator.
+# BENCH_ONLY=blocks runs this section alone.
+bench_blocks() {
+	echo "## Site blocks: the hook with 10,000 blocks, and vmgate block"
+	[[ -e $work/cosign.key ]] || (cd "$work" && COSIGN_PASSWORD=bench cosign generate-key-pair >/dev/null 2>&1)
+	echo "command: go test ./internal/admission -bench DecideBlocks -count $COUNT (open the snapshot, judge a Nova instance: 10,000 images, 0 or 10,000 blocks)"
+	gobench ./internal/admission 'BenchmarkDecideBlocks' 2000x
+	d0=$(med BenchmarkDecideBlocks/blocks=0); d10k=$(med BenchmarkDecideBlocks/blocks=10000)
+	echo "- decision, no blocks (baseline): $(ms "$d0")"
+	echo "- decision, 10,000 blocks: $(ms "$d10k"), ratio $(ratio "$d10k" "$d0") (target ≤ 1.2)"
+	node "$work/nb0" 10
+	node "$work/nb10k" 10
+	# 10,000 user blocks written as vmgate keeps them, brought into the snapshot by a sync.
+	awk 'BEGIN {printf "{\"blocks\":["; for (i = 0; i < 10000; i++) printf "%s{\"kind\":\"user\",\"target\":\"user-%d\",\"reason\":\"bench\",\"at\":\"2026-11-22T00:00:00Z\",\"by\":\"bench\",\"source\":\"cli\"}", (i ? "," : ""), i; print "]}"}' >"$work/nb10k/state/blocks.json"
+	bin/vmgate --config "$work/nb10k/vmgate.yaml" --log-level warn sync >/dev/null
+	bin/vmgate --config "$work/nb10k/vmgate.yaml" block image "$(sha512sum "$work/nb10k/base.raw" | cut -c1-128)" --reason bench --until 1s >/dev/null
+	sleep 1.1 # an expired block: looked up on every start, refuses nothing
+	h0="VMGATE_CONFIG=$work/nb0/vmgate.yaml bin/vmgate-hook bench prepare begin - <$work/nb0/domain.xml"
+	h10k="VMGATE_CONFIG=$work/nb10k/vmgate.yaml bin/vmgate-hook bench prepare begin - <$work/nb10k/domain.xml"
+	echo "command: 3 rounds of hyperfine --shell=bash --warmup 5 --runs 50 '<hook, no blocks>' '<hook, 10,000 blocks>'"
+	for r in 1 2 3; do
+		hyperfine --shell=bash --warmup 5 --runs 50 --export-csv "$work/blocks$r.csv" "$h0" "$h10k" >/dev/null 2>&1
+	done
+	bcol() { for r in 1 2 3; do awk -F, -v row="$1" 'NR==row {print $4*1e9}' "$work/blocks$r.csv"; done | median; }
+	brat() { for r in 1 2 3; do awk -F, 'NR==2 {x=$4} NR==3 {y=$4} END {print y/x}' "$work/blocks$r.csv"; done | median; }
+	echo "- hook, no blocks (baseline): $(ms "$(bcol 2)")"
+	echo "- hook, 10,000 blocks: $(ms "$(bcol 3)"), ratio $(brat | xargs printf %.2f) (target ≤ 1.2)"
+	echo "command: go test ./internal/policy -bench 'BenchmarkBlock\$|BenchmarkSync\$' -count $COUNT"
+	gobench ./internal/policy 'BenchmarkBlock$|BenchmarkSync$' 10x
+	bk=$(med BenchmarkBlock/images=10000); sy=$(med BenchmarkSync/images=10000)
+	echo "- vmgate block, snapshot of 10,000 images rewritten: $(ms "$bk")"
+	echo "- baseline, a first sync of the same list: $(ms "$sy"); ratio block / sync $(ratio "$bk" "$sy")"
+	echo
+}
+bench_blocks
+[[ -z ${BENCH_ONLY:-} ]] || exit 0
 
 echo "## Hook: prepare begin, allow path, durable record included"
 go build -o "$work/appendsync" ./test/tools/appendsync

@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/vmgate/vmgate/internal/admission"
 	"github.com/vmgate/vmgate/internal/policy"
 	"github.com/vmgate/vmgate/internal/policy/snapshot"
 )
@@ -29,15 +30,15 @@ func newImagesCommand(g *globalOptions) *cobra.Command {
 		Short: "Show the endorsed images, or the history of endorsements",
 		Long: `images shows what the hook sees: the images the current snapshot endorses, with the
 list and endorser that vouch for each. --all adds the revoked and expired ones, with when
-and why.
+and why, and the ones the site blocked (vmgate block), as blocked with the block's reason.
 
 --history shows the auditable history instead: every list accepted or refused and every
 image endorsed, changed, revoked or expired, with the time and the reason. Give an image
 identifier (dc:identifier), a sha512 or a list identifier to see only what concerns it.
 
 --json prints a JSON array; each image object has identifier, sha512, title, version, list
-(the subscription), list_identifier, list_version, endorser, status (endorsed, revoked or
-expired), since, expires, revoked_at and reason.
+(the subscription), list_identifier, list_version, endorser, status (endorsed, revoked,
+expired or blocked), since, expires, revoked_at and reason.
 
 Exit codes: 0 shown, 2 no snapshot or history could be read (run vmgate sync).`,
 		Args: cobra.MaximumNArgs(1),
@@ -60,7 +61,7 @@ Exit codes: 0 shown, 2 no snapshot or history could be read (run vmgate sync).`,
 	}
 	f := cmd.Flags()
 	f.BoolVar(&o.json, "json", false, "print JSON")
-	f.BoolVar(&o.all, "all", false, "include revoked and expired images")
+	f.BoolVar(&o.all, "all", false, "include revoked, expired and blocked images")
 	f.StringVar(&o.history, "history", "", "show the history, optionally only of one image or list")
 	f.Lookup("history").NoOptDefVal = allHistory
 	return cmd
@@ -104,16 +105,24 @@ func runImages(out, errw io.Writer, path string, o imagesOptions, now time.Time)
 	}
 	rows := []imageJSON{}
 	err = snap.Each(func(e *snapshot.Entry) error {
+		block, err := snap.ImageBlocked(e, "", e.GlanceIDs, now)
+		if err != nil {
+			return err
+		}
 		for _, im := range e.Images {
-			status := im.StatusAt(now)
-			if status != snapshot.Endorsed && !o.all {
+			status, reason := string(im.StatusAt(now)), im.ReasonAt(now)
+			if block != nil {
+				// The site's block is what the hook says first, whatever the list says.
+				status, reason = admission.StatusBlocked, "blocked by the site: "+block.Describe()
+			}
+			if status != string(snapshot.Endorsed) && !o.all {
 				continue
 			}
 			rows = append(rows, imageJSON{
 				Identifier: im.Identifier, SHA512: e.SHA512, Title: im.Title, Version: im.Version,
 				List: im.Subscription, ListIdentifier: im.List, ListVersion: im.ListVersion, Endorser: im.Endorser,
-				Status: string(status), Since: timePtr(im.Since), Expires: timePtr(im.Expires),
-				RevokedAt: timePtr(im.RevokedAt), Reason: im.ReasonAt(now), GlanceIDs: e.GlanceIDs,
+				Status: status, Since: timePtr(im.Since), Expires: timePtr(im.Expires),
+				RevokedAt: timePtr(im.RevokedAt), Reason: reason, GlanceIDs: e.GlanceIDs,
 			})
 		}
 		return nil
@@ -182,6 +191,13 @@ func runHistory(out io.Writer, path string, o imagesOptions) error {
 		if img == "" && r.GlanceID != "" {
 			img = "glance " + r.GlanceID
 		}
+		if b := r.Block; b != nil {
+			img = b.Kind + " " + b.Target
+			detail = fmt.Sprintf("%s; by %s (%s)", b.Why(), b.By, b.Source)
+			if r.Event.Event != policy.EventBlockAdded {
+				detail = fmt.Sprintf("%s; by %s (%s); was: %s", r.Message, b.By, b.Source, b.Reason)
+			}
+		}
 		if r.Title != "" {
 			img += " (" + r.Title + ")"
 		}
@@ -196,5 +212,8 @@ func runHistory(out io.Writer, path string, o imagesOptions) error {
 
 func matchesHistory(ev policy.Event, id string) bool {
 	id = strings.ToLower(id)
+	if b := ev.Block; b != nil && strings.ToLower(b.Target) == id {
+		return true
+	}
 	return strings.ToLower(ev.Image) == id || ev.SHA512 == id || strings.ToLower(ev.List) == id || ev.GlanceID == id
 }

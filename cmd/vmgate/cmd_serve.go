@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/vmgate/vmgate/internal/admission"
+	"github.com/vmgate/vmgate/internal/audit"
 	"github.com/vmgate/vmgate/internal/config"
 	"github.com/vmgate/vmgate/internal/imagehash"
 	"github.com/vmgate/vmgate/internal/openstack"
@@ -107,6 +108,7 @@ func runServe(ctx context.Context, opts ServeOptions, g *globalOptions, log *slo
 			return sy
 		},
 		Notify: serve.Notifier(os.Getenv("NOTIFY_SOCKET"), log),
+		Audit:  audit.Env{Version: version, Log: log},
 	})
 	if err != nil {
 		return err

@@ -144,6 +144,16 @@ func syncRecords(events []policy.Event, now time.Time) []trace.Record {
 				r.Event = trace.ImageReactivated
 			}
 			r.Images = []trace.Image{{GlanceID: ev.GlanceID, SHA512: ev.SHA512, Title: ev.Title}}
+		case policy.EventBlockAdded, policy.EventBlockRemoved, policy.EventBlockExpired:
+			b := ev.Block
+			if b == nil {
+				continue
+			}
+			r.Event = ev.Event // the trace's names are the history's
+			r.Block = admission.TraceBlock(b)
+			if ev.Event == policy.EventBlockAdded {
+				r.Reason = b.Reason
+			}
 		default:
 			continue
 		}

@@ -29,10 +29,12 @@ type terminateOptions struct {
 	force    bool
 	dryRun   bool
 	asJSON   bool
+	blocked  bool
 }
 
 func (o *terminateOptions) AddFlags(f *pflag.FlagSet) {
-	f.BoolVar(&o.revoked, "revoked", false, "act on running VMs whose image is revoked, expired or unknown (required)")
+	f.BoolVar(&o.revoked, "revoked", false, "act on running VMs whose image is revoked, expired, unknown or blocked, or whose user or project is blocked (required)")
+	f.BoolVar(&o.blocked, "blocked-only", false, "act only on VMs the site blocked (vmgate block): their image, user or project")
 	f.StringVar(&o.connect, "connect", terminate.DefaultConnect, "libvirt URI of the host scope")
 	f.StringVar(&o.cloud, "cloud", "", "act across an OpenStack cloud: its name in clouds.yaml, or '' for openstack.cloud, else $OS_CLOUD, else the OS_* variables")
 	f.StringVar(&o.action, "action", string(terminate.Shutdown), "shutdown, destroy or suspend; on a cloud also stop and lock")
@@ -47,10 +49,13 @@ func (o *terminateOptions) AddFlags(f *pflag.FlagSet) {
 func newTerminateCommand(g *globalOptions) *cobra.Command {
 	var o terminateOptions
 	cmd := &cobra.Command{
-		Use:   "terminate --revoked [--connect URI | --cloud NAME] [--action A] [--dry-run]",
+		Use:   "terminate --revoked [--blocked-only] [--connect URI | --cloud NAME] [--action A] [--dry-run]",
 		Short: "Take down running VMs whose image is no longer endorsed",
 		Long: `terminate --revoked judges every running VM as the hook would judge it at a start, and
-acts on those whose image is revoked, expired or unknown to every subscribed list.
+acts on those whose image is revoked, expired or unknown to every subscribed list, and on
+those the site blocked (vmgate block: their image, their user or their project).
+--blocked-only narrows the targets to the blocked ones; the others are listed as
+not-blocked and left alone. --grace counts from the block as from a revocation.
 
 Scope: this host's libvirt (--connect, default ` + terminate.DefaultConnect + `: every running or
 paused domain, judged on its live XML), or with --cloud every server of every project of an
@@ -125,7 +130,7 @@ func runTerminate(ctx context.Context, out, errOut io.Writer, cfg *config.Config
 	j := admission.NewJudge(cfg, now)
 	defer j.Close()
 	host, _ := os.Hostname()
-	opts := terminate.Options{Action: terminate.Action(o.action), Grace: o.grace, Max: o.max, Force: o.force, Timeout: o.timeout, Now: now}
+	opts := terminate.Options{Action: terminate.Action(o.action), Grace: o.grace, Max: o.max, Force: o.force, Timeout: o.timeout, Now: now, BlockedOnly: o.blocked}
 	env := terminate.Env{Host: host, Version: version, Actor: terminate.CurrentActor(), Record: terminate.Journal(cfg.StateDir),
 		Parallel: 8, Now: time.Now}
 	rep, err := terminate.Run(ctx, src, j, opts, o.dryRun, env)

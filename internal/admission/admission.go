@@ -39,6 +39,7 @@ const (
 	StatusUnknown = "unknown" // no list ever named it
 	StatusExempt  = "exempt"  // matched admission.exempt_disks
 	StatusError   = "error"   // vmgate could not identify it
+	StatusBlocked = "blocked" // the site blocked it (vmgate block), whatever the lists say
 )
 
 // Disk is what the decision found for one disk (or, for a Nova instance, its root image).
@@ -47,9 +48,10 @@ type Disk struct {
 	Source   string // the disk's file, or the base image its chain leads to
 	GlanceID string
 	SHA512   string
-	Status   string          // endorsed, revoked, expired, unknown, exempt, error
+	Status   string          // endorsed, revoked, expired, unknown, exempt, error, blocked
 	Image    *snapshot.Image // the endorsement that vouches, or the latest word on it
 	Reason   string          // why it is not endorsed
+	Block    *snapshot.Block // the site's block on its image, when Status is blocked
 }
 
 // Decision is the verdict on one domain.
@@ -65,17 +67,25 @@ type Decision struct {
 	Exemption string
 	Mode      string
 	Disks     []Disk
+	// Blocked is the site's block that refused the domain (its image, user or project), if
+	// one did. A block refuses even in warn mode: it is the site's explicit word.
+	Blocked *snapshot.Block
 }
 
 // Decide judges a domain. It never returns an error: what it cannot check, it refuses.
 func (j *Judge) Decide(d *domain.Domain) Decision {
 	dec := j.decide(d)
 	dec.Mode = j.Config.Mode
-	dec.Allow = dec.Endorsed || j.Config.Mode == config.ModeWarn
+	dec.Allow = dec.Endorsed || j.Config.Mode == config.ModeWarn && dec.Blocked == nil
 	return dec
 }
 
 func (j *Judge) decide(d *domain.Domain) Decision {
+	// The site's block of a user or project comes before any exemption: it is the later,
+	// more particular word.
+	if dec, blocked := j.ownerBlocked(d); blocked {
+		return dec
+	}
 	if ex := j.exemption(d); ex != "" {
 		return Decision{Endorsed: true, Exemption: ex}
 	}
@@ -98,6 +108,45 @@ func (j *Judge) decide(d *domain.Domain) Decision {
 		return j.decideNova(d.Nova)
 	}
 	return j.decideDisks(d)
+}
+
+// ownerBlocked refuses a Nova instance whose user or project the site blocked.
+func (j *Judge) ownerBlocked(d *domain.Domain) (Decision, bool) {
+	if j.Snapshot == nil || d.Nova == nil {
+		return Decision{}, false
+	}
+	for _, o := range []struct{ kind, id string }{{snapshot.BlockUser, d.Nova.UserID}, {snapshot.BlockProject, d.Nova.ProjectID}} {
+		b, err := j.Snapshot.Blocked(o.kind, o.id, j.Now)
+		if err != nil {
+			return refuse("cannot read vmgate's snapshot (%v): run `vmgate sync`", err), true
+		}
+		if b != nil {
+			return Decision{Reason: "blocked by the site: " + b.Describe(), Blocked: b}, true
+		}
+	}
+	return Decision{}, false
+}
+
+// blockDisk marks a disk blocked when the site blocked its image, and reports whether it
+// did (or could not tell, which is an error on the disk).
+func (j *Judge) blockDisk(disk *Disk, e *snapshot.Entry) bool {
+	var glance []string
+	if disk.GlanceID != "" {
+		glance = []string{disk.GlanceID}
+	}
+	b, err := j.Snapshot.ImageBlocked(e, disk.SHA512, glance, j.Now)
+	switch {
+	case err != nil:
+		disk.Status, disk.Reason = StatusError, fmt.Sprintf("cannot read vmgate's snapshot (%v): run `vmgate sync`", err)
+	case b != nil:
+		disk.Status, disk.Reason, disk.Block = StatusBlocked, b.Reason, b
+		if e != nil {
+			disk.Image = e.Latest()
+		}
+	default:
+		return false
+	}
+	return true
 }
 
 func refuse(format string, args ...any) Decision {
@@ -139,12 +188,17 @@ func (j *Judge) decideNova(n *domain.Nova) Decision {
 	if err != nil {
 		return refuse("cannot read vmgate's snapshot (%v): run `vmgate sync`", err)
 	}
+	if ok {
+		disk.SHA512 = e.SHA512
+	}
+	if j.blockDisk(&disk, e) {
+		return j.conclude([]Disk{disk})
+	}
 	if !ok {
 		disk.Status = StatusUnknown
 		disk.Reason = "unknown Glance image: no endorsed list names it"
 		return Decision{Reason: fmt.Sprintf("not endorsed: image %s: unknown Glance image (no subscribed list endorses its sha512; run `vmgate images` to see what is endorsed)", n.Root.ID), Disks: []Disk{disk}}
 	}
-	disk.SHA512 = e.SHA512
 	j.judgeEntry(&disk, e)
 	return j.conclude([]Disk{disk})
 }
@@ -224,6 +278,7 @@ func (j *Judge) judgeDisk(disk *Disk, dd *domain.Disk) {
 	switch {
 	case err != nil:
 		disk.Status, disk.Reason = StatusError, fmt.Sprintf("cannot read vmgate's snapshot (%v): run `vmgate sync`", err)
+	case j.blockDisk(disk, e):
 	case !ok:
 		disk.Status, disk.Reason = StatusUnknown, "no subscribed list endorses it"
 	default:
@@ -250,6 +305,13 @@ func (j *Judge) judgeEntry(disk *Disk, e *snapshot.Entry) {
 // endorsed: a domain whose disks are all exempt runs nothing an endorser vouched for.
 func (j *Judge) conclude(disks []Disk) Decision {
 	dec := Decision{Disks: disks}
+	// The site's block is the reason a person must read first, whatever else is wrong.
+	for i := range disks {
+		if disks[i].Status == StatusBlocked {
+			dec.Reason, dec.Blocked = describeRefusal(&disks[i]), disks[i].Block
+			return dec
+		}
+	}
 	endorsed := 0
 	for i := range disks {
 		switch disks[i].Status {
@@ -288,6 +350,8 @@ func describeRefusal(d *Disk) string {
 		fmt.Fprintf(&what, "disk %s (%s)", d.Target, d.Source)
 	}
 	switch d.Status {
+	case StatusBlocked:
+		return fmt.Sprintf("blocked by the site: %s: %s", what.String(), d.Block.Why())
 	case StatusError:
 		return fmt.Sprintf("%s %s", what.String(), d.Reason)
 	case StatusUnknown:

@@ -43,6 +43,7 @@ type world struct {
 	entries []snapshot.Entry
 	meta    snapshot.Meta
 	cfg     config.Admission
+	blocks  []snapshot.Block
 }
 
 func newWorld(t *testing.T) *world {
@@ -71,7 +72,7 @@ func (w *world) endorse(sha string, status snapshot.Status, reason string, glanc
 
 func (w *world) judge(at time.Time) *Judge {
 	p := filepath.Join(w.dir, "snapshot.db")
-	if err := snapshot.Write(p, w.meta, w.entries); err != nil {
+	if err := snapshot.Write(p, w.meta, w.entries, w.blocks); err != nil {
 		w.t.Fatal(err)
 	}
 	s, err := snapshot.Open(p)

@@ -2,6 +2,7 @@ package admission
 
 import (
 	"github.com/vmgate/vmgate/internal/domain"
+	"github.com/vmgate/vmgate/internal/policy/snapshot"
 	"github.com/vmgate/vmgate/internal/trace"
 )
 
@@ -48,4 +49,17 @@ func (dec *Decision) TraceImages() []trace.Image {
 		ims = append(ims, im)
 	}
 	return ims
+}
+
+// TraceBlock is what a trace record says of one of the site's blocks; nil for nil.
+func TraceBlock(b *snapshot.Block) *trace.Block {
+	if b == nil {
+		return nil
+	}
+	tb := &trace.Block{Kind: b.Kind, Target: b.Target, Reason: b.Reason, By: b.By, Source: b.Source}
+	if !b.Until.IsZero() {
+		until := b.Until.UTC()
+		tb.Until = &until
+	}
+	return tb
 }

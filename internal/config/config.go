@@ -72,6 +72,48 @@ type Config struct {
 	// OpenStack connects vmgate sync to the cloud's Glance, so that the hook can judge
 	// Nova instances by their Glance image id.
 	OpenStack OpenStack `yaml:"openstack"`
+	// Blocks are the site's own blocks, for sites that manage their configuration with
+	// Puppet or Ansible; `vmgate block` adds others. They take effect at the next sync.
+	Blocks []Block `yaml:"blocks"`
+}
+
+// Block is one block declared in the configuration: exactly one of Image, User and Project.
+type Block struct {
+	// Image is a sha512, an image's dc:identifier or a Glance image id.
+	Image   string    `yaml:"image"`
+	User    string    `yaml:"user"`    // a Keystone user id
+	Project string    `yaml:"project"` // a Keystone project id
+	Reason  string    `yaml:"reason"`
+	Until   time.Time `yaml:"until"` // optional: when the block lifts itself
+}
+
+// Target returns what the block names: its kind (image, user or project) and id.
+func (b *Block) Target() (kind, id string) {
+	switch {
+	case b.Image != "":
+		return "image", b.Image
+	case b.User != "":
+		return "user", b.User
+	}
+	return "project", b.Project
+}
+
+func validateBlocks(blocks []Block) error {
+	for i, b := range blocks {
+		n := 0
+		for _, v := range []string{b.Image, b.User, b.Project} {
+			if strings.TrimSpace(v) != "" {
+				n++
+			}
+		}
+		if n != 1 {
+			return fmt.Errorf("config: blocks[%d]: set exactly one of image, user and project", i)
+		}
+		if strings.TrimSpace(b.Reason) == "" {
+			return fmt.Errorf("config: blocks[%d]: reason is required: the history keeps why", i)
+		}
+	}
+	return nil
 }
 
 // OpenStack configures the cloud side of vmgate sync (and the default of terminate
@@ -197,6 +239,10 @@ func (p Paths) PolicyDir() string { return filepath.Join(p.Root, "policy") }
 // Snapshot is the compiled file the hook reads.
 func (p Paths) Snapshot() string { return filepath.Join(p.Root, "snapshot.db") }
 
+// Blocks is the site's own blocks (`vmgate block`): site state, kept apart from the policy
+// state that a sync can rebuild.
+func (p Paths) Blocks() string { return filepath.Join(p.Root, "blocks.json") }
+
 // Paths returns the state directory layout.
 func (c *Config) Paths() Paths { return Paths{Root: c.StateDir} }
 
@@ -244,6 +290,7 @@ func (c *Config) fillDefaults() {
 	if c.Serve.Listen == "" {
 		c.Serve.Listen = DefaultListen
 	}
+	c.Serve.fillDefaults()
 	for i := range c.Subscriptions {
 		s := &c.Subscriptions[i]
 		if s.MaxAge == 0 {
@@ -282,6 +329,9 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("config: openstack.deactivate_revoked needs openstack.cloud")
 	}
 	if err := c.Trace.validate(); err != nil {
+		return err
+	}
+	if err := validateBlocks(c.Blocks); err != nil {
 		return err
 	}
 	for _, d := range c.ImageDirs {
@@ -515,9 +565,64 @@ type Serve struct {
 	// Listen is the host:port of the HTTP server (/healthz, /metrics); port 0 picks a free
 	// one, an empty host listens on every address.
 	Listen string `yaml:"listen"`
+	// AuditInterval is how often the daemon judges every running domain on this host.
+	AuditInterval time.Duration `yaml:"audit_interval"`
+	// AuditAction is what an audit does about a VM that runs what is no longer endorsed:
+	// report (the default: metrics, /healthz, vm.audit records), terminate (report, then
+	// what `vmgate terminate --revoked` does, with its guards) or off (no audit: a node
+	// without libvirt).
+	AuditAction string `yaml:"audit_action"`
+	// AuditConnect is the libvirt URI audited.
+	AuditConnect string `yaml:"audit_connect"`
+	// AuditGrace, AuditMax and AuditTimeout are terminate's --grace, --max and --timeout
+	// for audit_action terminate.
+	AuditGrace   time.Duration `yaml:"audit_grace"`
+	AuditMax     int           `yaml:"audit_max"`
+	AuditTimeout time.Duration `yaml:"audit_timeout"`
+}
+
+// Audit actions.
+const (
+	AuditReport    = "report"
+	AuditTerminate = "terminate"
+	AuditOff       = "off"
+)
+
+// Defaults of the audit.
+const (
+	DefaultAuditInterval = 10 * time.Minute
+	DefaultAuditConnect  = "qemu:///system"
+	DefaultAuditMax      = 50
+	DefaultAuditTimeout  = 2 * time.Minute
+)
+
+func (s *Serve) fillDefaults() {
+	if s.AuditInterval == 0 {
+		s.AuditInterval = DefaultAuditInterval
+	}
+	if s.AuditAction == "" {
+		s.AuditAction = AuditReport
+	}
+	if s.AuditConnect == "" {
+		s.AuditConnect = DefaultAuditConnect
+	}
+	if s.AuditMax == 0 {
+		s.AuditMax = DefaultAuditMax
+	}
+	if s.AuditTimeout == 0 {
+		s.AuditTimeout = DefaultAuditTimeout
+	}
 }
 
 func (s *Serve) validate() error {
+	switch s.AuditAction {
+	case AuditReport, AuditTerminate, AuditOff:
+	default:
+		return fmt.Errorf("config: serve.audit_action %q: want report, terminate or off", s.AuditAction)
+	}
+	if s.AuditInterval < time.Second || s.AuditGrace < 0 || s.AuditMax < 0 || s.AuditTimeout <= 0 {
+		return fmt.Errorf("config: serve.audit_interval must be at least 1s, audit_grace and audit_max not negative, audit_timeout positive")
+	}
 	u, err := url.Parse("//" + s.Listen)
 	if err != nil || u.Host != s.Listen || u.User != nil || u.Port() == "" {
 		return fmt.Errorf("config: serve.listen %q: want host:port (127.0.0.1:9477, [::1]:9477, :9477)", s.Listen)

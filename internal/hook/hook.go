@@ -163,6 +163,7 @@ func fillDecision(rec *trace.Record, dec admission.Decision) {
 		rec.Event, rec.Outcome = trace.AdmissionRefuse, trace.OutcomeFailure
 	}
 	rec.Reason, rec.Exemption, rec.Mode = dec.Reason, dec.Exemption, dec.Mode
+	rec.Block = admission.TraceBlock(dec.Blocked)
 	if ims := dec.TraceImages(); len(ims) > 0 {
 		rec.Images = ims
 	}

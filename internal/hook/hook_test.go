@@ -47,7 +47,7 @@ func (n *node) image(name string) (string, string) {
 
 func (n *node) snapshot(entries ...snapshot.Entry) {
 	cfg := config.Config{StateDir: n.stateDir}
-	if err := snapshot.Write(cfg.Paths().Snapshot(), snapshot.Meta{Created: now, Expires: now.Add(time.Hour)}, entries); err != nil {
+	if err := snapshot.Write(cfg.Paths().Snapshot(), snapshot.Meta{Created: now, Expires: now.Add(time.Hour)}, entries, nil); err != nil {
 		n.t.Fatal(err)
 	}
 }

@@ -66,6 +66,10 @@ type Metrics struct {
 	syncErrors  *prometheus.CounterVec
 	prunes      *prometheus.CounterVec
 	pruned      prometheus.Counter
+	unendorsed  *prometheus.GaugeVec
+	auditLast   prometheus.Gauge
+	auditErrors prometheus.Counter
+	auditActed  *prometheus.CounterVec
 }
 
 // Hook decisions, the admission events of trace records, and the label value of each.
@@ -113,10 +117,27 @@ func New(src Sources, log *slog.Logger, now func() time.Time) *Metrics {
 			Name: "vmgate_retention_pruned_records_total",
 			Help: "Trace records dropped by retention in this process.",
 		}),
+		unendorsed: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "vmgate_running_unendorsed",
+			Help: "Running VMs on this host that the hook would refuse to start now, by reason (blocked, revoked, expired, unknown, error, unclassified), at the last audit.",
+		}, []string{"reason"}),
+		auditLast: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "vmgate_audit_last_success_timestamp_seconds",
+			Help: "When the last audit of the running VMs completed (Unix time).",
+		}),
+		auditErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "vmgate_audit_errors_total",
+			Help: "Audits that could not judge the running VMs (libvirt unreachable, no fresh snapshot, records not written).",
+		}),
+		auditActed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "vmgate_audit_terminations_total",
+			Help: "VMs that serve.audit_action terminate acted on, by result (done, failed).",
+		}, []string{"result"}),
 	}
 	m.src = src
 	m.fl = journal.NewFollower(trace.JournalPath(src.StateDir))
-	m.reg.MustRegister(m.lists, m.syncSeconds, m.syncLast, m.syncErrors, m.prunes, m.pruned, (*stateCollector)(m),
+	m.reg.MustRegister(m.lists, m.syncSeconds, m.syncLast, m.syncErrors, m.prunes, m.pruned,
+		m.unendorsed, m.auditLast, m.auditErrors, m.auditActed, (*stateCollector)(m),
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -169,6 +190,22 @@ func (m *Metrics) ObserveSync(subs []string, rep *policy.Report, d time.Duration
 			m.syncLast.WithLabelValues(r.Subscription).Set(now)
 		}
 	}
+}
+
+// ObserveAudit reports one audit pass: the non-compliant running VMs by reason, or the
+// error that kept it from judging them (the gauges then keep the last pass's counts); done
+// and failed count what audit_action terminate did.
+func (m *Metrics) ObserveAudit(byReason map[string]int, err error, at time.Time, done, failed int) {
+	if err != nil {
+		m.auditErrors.Inc()
+		return
+	}
+	for reason, n := range byReason {
+		m.unendorsed.WithLabelValues(reason).Set(float64(n))
+	}
+	m.auditLast.Set(float64(at.Unix()))
+	m.auditActed.WithLabelValues("done").Add(float64(done))
+	m.auditActed.WithLabelValues("failed").Add(float64(failed))
 }
 
 // ObservePrune counts one retention pass that dropped n records.

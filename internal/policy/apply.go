@@ -36,6 +36,8 @@ type Event struct {
 	Archive      string   `json:"archive,omitempty"` // where the accepted bytes are kept
 	GlanceID     string   `json:"glance_id,omitempty"`
 	Cloud        string   `json:"cloud,omitempty"` // for glance.* events: the cloud's name
+	// Block is the site's block, for block.* events: what, why, until when, who, from where.
+	Block *snapshot.Block `json:"block,omitempty"`
 }
 
 func imageEvent(name, sub string, acc *Accepted, st *ImageState, msg string) Event {

@@ -112,6 +112,10 @@ func (s *Syncer) Run(ctx context.Context) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
+	blocks, err := LoadBlocks(s.Config.Paths().Blocks())
+	if err != nil {
+		return nil, err
+	}
 	report := &Report{}
 	var events []Event
 	configured := make([]string, 0, len(s.Config.Subscriptions))
@@ -154,19 +158,28 @@ func (s *Syncer) Run(ctx context.Context) (*Report, error) {
 		st.Glance = nil // no cloud configured any more: its ids vouch for nothing
 	}
 
+	blocks, bevs := reconcileBlocks(blocks, s.Config.Blocks, t)
+	events = append(events, bevs...)
+
 	// The history first: a change that is not recorded must not take effect.
 	if err := appendHistory(HistoryPath(dir), events); err != nil {
 		return nil, err
 	}
 	report.Events = events
+	if len(bevs) > 0 {
+		if err := saveBlocks(s.Config.Paths().Blocks(), blocks); err != nil {
+			return nil, err
+		}
+	}
 	st.Serial++
 	if err := st.Save(StatePath(dir)); err != nil {
 		return nil, err
 	}
 	meta, entries := Compile(st, configured, t)
-	if err := snapshot.Write(s.Config.Paths().Snapshot(), meta, entries); err != nil {
+	if err := snapshot.Write(s.Config.Paths().Snapshot(), meta, entries, blocks); err != nil {
 		return nil, err
 	}
+	meta.Blocks = len(blocks)
 	meta.Images = len(entries)
 	meta.Format = snapshot.Format
 	report.Snapshot = meta

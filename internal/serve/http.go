@@ -1,14 +1,18 @@
 package serve
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
 	"time"
 
+	"github.com/vmgate/vmgate/internal/audit"
+	"github.com/vmgate/vmgate/internal/config"
 	"github.com/vmgate/vmgate/internal/metrics"
 	"github.com/vmgate/vmgate/internal/policy/snapshot"
 	"github.com/vmgate/vmgate/internal/ship"
+	"github.com/vmgate/vmgate/internal/terminate"
 )
 
 func (d *Daemon) handler(g *generation) http.Handler {
@@ -22,6 +26,9 @@ func (d *Daemon) handler(g *generation) http.Handler {
 			sinks = g.shipper.Status()
 		}
 		problems := Health(snap, err, sinks, now)
+		if g.cfg.Serve.AuditAction != config.AuditOff {
+			problems = append(problems, AuditHealth(d.audit.Last(), g.cfg.Serve.AuditInterval, now)...)
+		}
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.Header().Set("Cache-Control", "no-store")
 		if len(problems) > 0 {
@@ -37,6 +44,39 @@ func (d *Daemon) handler(g *generation) http.Handler {
 		fmt.Fprintln(w, "vmgate serve: /healthz (200 when healthy, 503 with what is wrong), /metrics (Prometheus)")
 	})
 	return mux
+}
+
+// AuditHealth says what the last audit found wrong: non-compliant VMs running, or an audit
+// that could not judge them. Nothing before the first audit.
+func AuditHealth(res *audit.Result, interval time.Duration, now time.Time) []string {
+	if res == nil {
+		return nil
+	}
+	var problems []string
+	if age := now.Sub(res.At); age > 3*interval+time.Minute {
+		problems = append(problems, fmt.Sprintf("audit: the last pass was at %s, %s ago (serve.audit_interval %s): it may be stuck; see the log", res.At.UTC().Format(time.RFC3339), age.Round(time.Second), interval))
+	}
+	// A snapshot problem is reported above, from the snapshot as it is now.
+	if res.Err != nil && !errors.Is(res.Err, terminate.ErrNoSnapshot) {
+		problems = append(problems, fmt.Sprintf("audit: could not judge the running VMs at %s: %v", res.At.UTC().Format(time.RFC3339), res.Err))
+	}
+	if n := len(res.Findings); n > 0 {
+		const shown = 5
+		var names []string
+		for _, f := range res.Findings[:min(n, shown)] {
+			names = append(names, fmt.Sprintf("%s (%s: %s)", f.Name, f.Status, f.Reason))
+		}
+		more := ""
+		if n > shown {
+			more = fmt.Sprintf(" and %d more", n-shown)
+		}
+		problems = append(problems, fmt.Sprintf("audit: %d running VMs are not endorsed (at %s): %s%s; vmgate terminate --revoked --dry-run lists them",
+			n, res.At.UTC().Format(time.RFC3339), strings.Join(names, ", "), more))
+	}
+	if res.ActErr != nil {
+		problems = append(problems, fmt.Sprintf("audit: audit_action terminate did not act: %v", res.ActErr))
+	}
+	return problems
 }
 
 // Health says what is wrong, one line each with what to do; nothing when all is well: the

@@ -23,6 +23,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/vmgate/vmgate/internal/audit"
 	"github.com/vmgate/vmgate/internal/config"
 	"github.com/vmgate/vmgate/internal/metrics"
 	"github.com/vmgate/vmgate/internal/policy"
@@ -61,6 +62,9 @@ type Options struct {
 	// Notify is told of the daemon's state in sd_notify's words (READY=1, RELOADING=1,
 	// STOPPING=1) [nothing].
 	Notify func(state string)
+	// Audit is how the audit reaches libvirt and the trace journal [libvirt, the journal
+	// under state_dir].
+	Audit audit.Env
 	// Now is the clock [time.Now]; Rand returns a number in [0, 1) [math/rand/v2].
 	Now  func() time.Time
 	Rand func() float64
@@ -94,12 +98,16 @@ func (o *Options) fill() {
 	if o.Notify == nil {
 		o.Notify = func(string) {}
 	}
+	if o.Audit.Log == nil {
+		o.Audit.Log = o.Log
+	}
 }
 
 // Daemon is vmgate serve.
 type Daemon struct {
-	opts Options
-	m    *metrics.Metrics
+	opts  Options
+	m     *metrics.Metrics
+	audit *audit.Auditor // lives across reloads: it remembers what it recorded
 
 	mu  sync.Mutex
 	cur *generation // the loops running now; nil between two
@@ -111,7 +119,7 @@ func New(opts Options) (*Daemon, error) {
 		return nil, errors.New("serve: no configuration loader")
 	}
 	opts.fill()
-	return &Daemon{opts: opts, m: opts.Metrics}, nil
+	return &Daemon{opts: opts, m: opts.Metrics, audit: audit.New(opts.Audit)}, nil
 }
 
 // Metrics is the daemon's registry.
@@ -237,6 +245,9 @@ func (d *Daemon) start(ctx context.Context, cfg *config.Config) (*generation, er
 		g.wg.Go(func() { g.shipper.Run(gctx) })
 	}
 	g.wg.Go(func() { d.pruneLoop(gctx, cfg) })
+	if cfg.Serve.AuditAction != config.AuditOff {
+		g.wg.Go(func() { d.auditLoop(gctx, cfg) })
+	}
 
 	d.mu.Lock()
 	d.cur = g
@@ -375,6 +386,40 @@ func (d *Daemon) pruneLoop(ctx context.Context, cfg *config.Config) {
 		case res.Dropped > 0:
 			o.Log.Info("serve: retention dropped trace records", "dropped", res.Dropped, "kept", res.Kept,
 				"before", res.Cutoff.UTC().Format(time.RFC3339), "anchor_seq", res.AnchorSeq)
+		}
+	}
+}
+
+// auditLoop judges every running domain every audit_interval, the first time at once; a
+// pass that could not judge (no snapshot yet, libvirt down) is tried again after RetryMin.
+func (d *Daemon) auditLoop(ctx context.Context, cfg *config.Config) {
+	o := &d.opts
+	for {
+		res := d.audit.Pass(ctx, cfg, o.Now())
+		done, failed := 0, 0
+		if res.Acted != nil {
+			failed = len(res.Acted.Failed())
+			done = len(res.Acted.Results) - failed
+		}
+		d.m.ObserveAudit(res.ByReason(), res.Err, res.At, done, failed)
+		switch {
+		case res.Err != nil:
+			o.Log.Error("serve: audit of the running VMs", "err", res.Err)
+		case len(res.Findings) > 0:
+			o.Log.Warn("serve: audit: running VMs are not endorsed", "count", len(res.Findings), "running", res.Running,
+				"first", res.Findings[0].Name, "reason", res.Findings[0].Reason, "recorded", res.Recorded)
+		}
+		if res.ActErr != nil {
+			o.Log.Error("serve: audit_action terminate", "err", res.ActErr)
+		} else if done+failed > 0 {
+			o.Log.Warn("serve: audit_action terminate acted", "done", done, "failed", failed)
+		}
+		wait := cfg.Serve.AuditInterval
+		if res.Err != nil {
+			wait = min(wait, o.RetryMin)
+		}
+		if !sleepUntil(ctx, o.Now, o.Now().Add(wait)) {
+			return
 		}
 	}
 }

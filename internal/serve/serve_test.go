@@ -16,12 +16,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vmgate/vmgate/internal/audit"
 	"github.com/vmgate/vmgate/internal/config"
 	"github.com/vmgate/vmgate/internal/metrics"
 	"github.com/vmgate/vmgate/internal/policy"
 	"github.com/vmgate/vmgate/internal/policy/policytest"
 	"github.com/vmgate/vmgate/internal/policy/snapshot"
 	"github.com/vmgate/vmgate/internal/ship"
+	"github.com/vmgate/vmgate/internal/terminate"
 )
 
 func TestJitteredBounds(t *testing.T) {
@@ -98,6 +100,17 @@ func (l *loader) loads() int {
 	return l.n
 }
 
+// noVMs is a host with nothing running, for the tests that are not about the audit.
+type noVMs struct{}
+
+func (noVMs) Scope() string                                { return "host test:///none" }
+func (noVMs) Actions() []terminate.Action                  { return nil }
+func (noVMs) List(context.Context) ([]terminate.VM, error) { return nil, nil }
+func (noVMs) Close() error                                 { return nil }
+func (noVMs) Act(context.Context, *terminate.VM, terminate.Action, terminate.Options) (string, error) {
+	return "", nil
+}
+
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 type running struct {
@@ -114,6 +127,9 @@ func start(t *testing.T, l *loader, opts Options) *running {
 	var syncs atomic.Int32
 	opts.Load, opts.Listen, opts.Log = l.load, "127.0.0.1:0", quiet()
 	opts.OnSync = func(context.Context, *config.Config, *policy.Report) error { syncs.Add(1); return nil }
+	if opts.Audit.Connect == nil {
+		opts.Audit.Connect = func(string, bool) (terminate.HostSource, error) { return noVMs{}, nil }
+	}
 	d, err := New(opts)
 	if err != nil {
 		t.Fatal(err)
@@ -327,5 +343,38 @@ func TestServeNeverSyncsACloudWithoutGlance(t *testing.T) {
 	}
 	if code, body := get(t, r.d, "/healthz"); code != http.StatusServiceUnavailable || !strings.Contains(body, "snapshot") {
 		t.Fatalf("/healthz: %d %q", code, body)
+	}
+}
+
+func TestAuditHealth(t *testing.T) {
+	now := time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
+	if p := AuditHealth(nil, time.Minute, now); p != nil {
+		t.Fatalf("before the first audit: %q", p)
+	}
+	if p := AuditHealth(&audit.Result{At: now, Running: 3}, time.Minute, now); p != nil {
+		t.Fatalf("all compliant: %q", p)
+	}
+	res := &audit.Result{At: now, Running: 9}
+	for i := range 7 {
+		res.Findings = append(res.Findings, audit.Finding{Name: fmt.Sprint("vm", i), Status: "blocked", Reason: "blocked by the site: user u: why"})
+	}
+	p := AuditHealth(res, time.Minute, now)
+	if len(p) != 1 || !strings.HasPrefix(p[0], "audit: 7 running VMs are not endorsed") || !strings.Contains(p[0], "vm0 (blocked: blocked by the site") ||
+		!strings.Contains(p[0], "and 2 more") || strings.Contains(p[0], "vm6") {
+		t.Fatalf("with findings: %q", p)
+	}
+	// A snapshot problem is Health's to say; libvirt unreachable is the audit's.
+	if p := AuditHealth(&audit.Result{At: now, Err: fmt.Errorf("x: %w", terminate.ErrNoSnapshot)}, time.Minute, now); p != nil {
+		t.Fatalf("no snapshot: %q", p)
+	}
+	if p := AuditHealth(&audit.Result{At: now, Err: errors.New("libvirt qemu:///system: connection refused")}, time.Minute, now); len(p) != 1 || !strings.Contains(p[0], "connection refused") {
+		t.Fatalf("libvirt down: %q", p)
+	}
+}
+
+func TestAuditHealthSaysWhenStuck(t *testing.T) {
+	now := time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
+	if p := AuditHealth(&audit.Result{At: now.Add(-time.Hour)}, 10*time.Minute, now); len(p) != 1 || !strings.Contains(p[0], "may be stuck") {
+		t.Fatalf("stuck audit: %q", p)
 	}
 }

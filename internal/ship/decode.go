@@ -240,6 +240,16 @@ func (d *recordDecoder) recordField(r *trace.Record, key []byte, mask *uint32) b
 		}
 		r.List = &trace.List{}
 		return readStrings(d, r.List, listField)
+	case "block":
+		if !seen(mask, 20) {
+			return false
+		}
+		r.Block = nil
+		if d.null() {
+			return true
+		}
+		r.Block = &trace.Block{}
+		return d.block(r.Block)
 	case "actor":
 		if !seen(mask, 15) {
 			return false
@@ -352,6 +362,56 @@ func (d *recordDecoder) actor(a *trace.Actor) bool {
 			return false
 		}
 	}
+}
+
+func (d *recordDecoder) block(b *trace.Block) bool {
+	if !d.consume('{') {
+		return false
+	}
+	var mask uint32
+	for first := true; ; first = false {
+		key, done, ok := d.key(first)
+		switch {
+		case !ok:
+			return false
+		case done:
+			return true
+		case string(key) == "until":
+			if !seen(&mask, 0) {
+				return false
+			}
+			if d.null() {
+				b.Until = nil
+				continue
+			}
+			tok, _, ok := d.token()
+			b.Until = new(time.Time)
+			if !ok || b.Until.UnmarshalJSON(tok) != nil {
+				return false
+			}
+			continue
+		}
+		p, bit := blockField(b, key)
+		if p == nil || !seen(&mask, bit) || !d.str(p) {
+			return false
+		}
+	}
+}
+
+func blockField(v *trace.Block, key []byte) (*string, uint) {
+	switch string(key) {
+	case "kind":
+		return &v.Kind, 1
+	case "target":
+		return &v.Target, 2
+	case "reason":
+		return &v.Reason, 3
+	case "by":
+		return &v.By, 4
+	case "source":
+		return &v.Source, 5
+	}
+	return nil, 0
 }
 
 // int reads an integer in the plain form json.Marshal writes; anything else (fractions,

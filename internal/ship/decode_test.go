@@ -71,6 +71,8 @@ func FuzzDecodeRecord(f *testing.F) {
 		`{"unknown":1,"host":"a"}`, `{"host":1}`, `{"actor":{"uid":-0,"name":"root"}}`, `{"actor":{"uid":1.0}}`,
 		`{"actor":{"uid":99999999999999999999}}`, `{"actor":null,"revoked_at":null}`, `{"revoked_at":"2026-11-20T10:00:00.5+01:00"}`,
 		`{"actor":{"uid":007}}`, `{"action":"destroy","actor":{"uid":0}}`,
+		`{"block":{"kind":"user","target":"u","until":null}}`, `{"block":{"until":"2026-12-01T00:00:00Z","by":"root"}}`,
+		`{"block":{"kind":"a","kind":"b"}}`, `{"block":{"until":"tomorrow"}}`, `{"block":null}`, `{"block":{"other":"x"}}`,
 	} {
 		f.Add([]byte(s))
 	}

@@ -192,7 +192,7 @@ func cloudJudge(t *testing.T) *admission.Judge {
 		{SHA512: strings.Repeat("1", 128), Images: []snapshot.Image{im("img-endorsed", snapshot.Endorsed)}, GlanceIDs: []string{glanceEndorsed}},
 		{SHA512: strings.Repeat("2", 128), Images: []snapshot.Image{im("img-revoked", snapshot.Revoked)}, GlanceIDs: []string{glanceRevoked}},
 	}
-	if err := snapshot.Write(cfg.Paths().Snapshot(), snapshot.Meta{Created: now, Expires: now.Add(time.Hour)}, entries); err != nil {
+	if err := snapshot.Write(cfg.Paths().Snapshot(), snapshot.Meta{Created: now, Expires: now.Add(time.Hour)}, entries, nil); err != nil {
 		t.Fatal(err)
 	}
 	j := admission.NewJudge(cfg, now)

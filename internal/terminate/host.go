@@ -28,6 +28,14 @@ var _ Source = (*Host)(nil)
 
 func connectHost(uri string) (HostSource, error) { return OpenHost(uri) }
 
+func connectHostReadOnly(uri string) (HostSource, error) {
+	conn, err := libvirt.NewConnectReadOnly(uri)
+	if err != nil {
+		return nil, fmt.Errorf("libvirt %s (read-only): %w", uri, libvirtError(err))
+	}
+	return &Host{conn: conn, uri: uri, own: true, Poll: 500 * time.Millisecond}, nil
+}
+
 // OpenHost connects to libvirt at uri. libvirt's shared library is loaded now (the build
 // uses the libvirt_dlopen tag), so a missing libvirt0 package is an error here, not at start.
 func OpenHost(uri string) (*Host, error) {

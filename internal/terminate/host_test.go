@@ -85,7 +85,7 @@ func newTestNode(tb testing.TB, n int) *testNode {
 		revokedPaths = append(revokedPaths, p)
 	}
 	tn.snapshot = tn.cfg.Paths().Snapshot()
-	if err := snapshot.Write(tn.snapshot, snapshot.Meta{Serial: 1, Created: now.Add(-time.Hour), Expires: now.Add(24 * time.Hour)}, entries); err != nil {
+	if err := snapshot.Write(tn.snapshot, snapshot.Meta{Serial: 1, Created: now.Add(-time.Hour), Expires: now.Add(24 * time.Hour)}, entries, nil); err != nil {
 		tb.Fatal(err)
 	}
 

@@ -43,11 +43,14 @@ const (
 type Verdict string
 
 const (
-	Target       Verdict = "target"       // runs a revoked, expired or unknown image: acted on
+	Target       Verdict = "target"       // runs a revoked, expired, unknown or blocked image, or its user or project is blocked: acted on
 	Grace        Verdict = "grace"        // revoked more recently than --grace: left alone
 	Unclassified Verdict = "unclassified" // vmgate cannot tell what it runs: reported, never acted on
 	Endorsed     Verdict = "endorsed"
 	Exempt       Verdict = "exempt"
+	// NotBlocked is a VM that would be a target but is not blocked by the site: left alone
+	// under --blocked-only.
+	NotBlocked Verdict = "not-blocked"
 )
 
 // VM is one running VM: a libvirt domain on this host or a Nova server.
@@ -74,6 +77,9 @@ type Options struct {
 	// shutdown (a wrong snapshot, a list published by mistake).
 	Max   int
 	Force bool
+	// BlockedOnly narrows the targets to VMs the site blocked (vmgate block): their image,
+	// user or project.
+	BlockedOnly bool
 	// Timeout is how long a shutdown may take before libvirt destroys the domain, and how
 	// long vmgate waits for Nova to report the new state.
 	Timeout time.Duration
@@ -131,10 +137,15 @@ func (p *Plan) with(v Verdict) []*Item {
 func MakePlan(vms []VM, opts Options) *Plan {
 	p := &Plan{Options: opts, Items: make([]Item, 0, len(vms))}
 	for i := range vms {
-		p.Items = append(p.Items, classify(&vms[i], opts))
+		it := classify(&vms[i], opts)
+		if opts.BlockedOnly && vms[i].Decision.Blocked == nil && (it.Verdict == Target || it.Verdict == Grace) {
+			it.Verdict = NotBlocked
+			it.Note = joinNote(it.Note, "not blocked by the site: left alone under --blocked-only")
+		}
+		p.Items = append(p.Items, it)
 	}
 	if n := p.Count(Target); n > opts.Max && !opts.Force {
-		p.Refused = fmt.Errorf("%w: %d VMs run images that are no longer endorsed, more than --max %d: check the plan, then run again with --force or a higher --max", ErrTooMany, n, opts.Max)
+		p.Refused = fmt.Errorf("%w: %d VMs run images that are no longer endorsed or are blocked, more than --max %d: check the plan, then run again with --force or a higher --max", ErrTooMany, n, opts.Max)
 	}
 	return p
 }
@@ -157,6 +168,8 @@ func classify(vm *VM, opts Options) Item {
 	case dec.Endorsed:
 		it.Verdict, it.Status = Endorsed, string(snapshot.Endorsed)
 		return it
+	case dec.Blocked != nil:
+		return classifyBlocked(vm, opts)
 	}
 
 	// The disk that decides: the one revoked longest ago that is past the grace period,
@@ -222,6 +235,27 @@ func classify(vm *VM, opts Options) Item {
 	}
 	if unidentified != nil {
 		it.Note = joinNote(it.Note, fmt.Sprintf("disk %s (%s) could not be identified either: %s", unidentified.Target, unidentified.Source, unidentified.Reason))
+	}
+	return it
+}
+
+// classifyBlocked: the site blocked the VM's image, user or project. --grace counts from
+// the block, as it counts from a revocation.
+func classifyBlocked(vm *VM, opts Options) Item {
+	dec := &vm.Decision
+	it := Item{VM: vm, Verdict: Target, Status: admission.StatusBlocked, Reason: dec.Reason, RevokedAt: dec.Blocked.At}
+	for i := range dec.Disks {
+		if d := &dec.Disks[i]; d.Status == admission.StatusBlocked {
+			it.fromDisk(d)
+			it.Reason = dec.Reason
+		}
+	}
+	if it.Image == "" {
+		it.Image = dec.Blocked.Kind + " " + dec.Blocked.Target
+	}
+	if at := dec.Blocked.At; !at.IsZero() && opts.Now.Sub(at) < opts.Grace {
+		it.Verdict = Grace
+		it.Note = fmt.Sprintf("blocked %s ago, within --grace %s", opts.Now.Sub(at).Round(time.Second), opts.Grace)
 	}
 	return it
 }

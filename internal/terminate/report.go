@@ -58,6 +58,8 @@ func (r *Report) result(it *Item) (action, result string) {
 		action, result = "none", "not acted on: unclassified"
 	case Grace:
 		action, result = "none", "left alone: within --grace"
+	case NotBlocked:
+		action, result = "none", "left alone: --blocked-only"
 	default:
 		action, result = "none", "-"
 	}
@@ -85,6 +87,9 @@ func (r *Report) Summary() string {
 		s += fmt.Sprintf(", %d within --grace %s", n, p.Options.Grace)
 	}
 	s += fmt.Sprintf(", %d unclassified", p.Count(Unclassified))
+	if n := p.Count(NotBlocked); n > 0 {
+		s += fmt.Sprintf(", %d not blocked (--blocked-only)", n)
+	}
 	switch {
 	case r.DryRun:
 		s += fmt.Sprintf("; dry run: nothing changed (action would be %s)", p.Options.Action)
@@ -157,6 +162,7 @@ type countsJSON struct {
 	Targets      int `json:"targets"`
 	Grace        int `json:"grace"`
 	Unclassified int `json:"unclassified"`
+	NotBlocked   int `json:"not_blocked"`
 	Done         int `json:"done"`
 	Failed       int `json:"failed"`
 }
@@ -181,7 +187,7 @@ func (r *Report) WriteJSON(w io.Writer) error {
 	out := reportJSON{Scope: r.Scope, Action: string(p.Options.Action), DryRun: r.DryRun, Time: p.Options.Now.UTC(),
 		Grace: p.Options.Grace.String(), Max: p.Options.Max, Force: p.Options.Force, VMs: []vmJSON{},
 		Counts: countsJSON{Running: len(p.Items), Endorsed: p.Count(Endorsed), Exempt: p.Count(Exempt), Targets: p.Count(Target),
-			Grace: p.Count(Grace), Unclassified: p.Count(Unclassified), Failed: len(r.Failed())}}
+			Grace: p.Count(Grace), Unclassified: p.Count(Unclassified), NotBlocked: p.Count(NotBlocked), Failed: len(r.Failed())}}
 	out.Counts.Done = len(r.Results) - out.Counts.Failed
 	if p.Refused != nil {
 		out.Refused = p.Refused.Error()

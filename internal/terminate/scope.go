@@ -17,6 +17,10 @@ type HostSource interface {
 // ConnectHost opens the host scope: the running domains of libvirt at uri.
 func ConnectHost(uri string) (HostSource, error) { return connectHost(uri) }
 
+// ConnectHostReadOnly opens the host scope read-only: enough to list and judge the running
+// domains (vmgate serve's audit), not to act on them.
+func ConnectHostReadOnly(uri string) (HostSource, error) { return connectHostReadOnly(uri) }
+
 // sortVMs orders VMs by name (then uuid), so that reports read the same from run to run:
 // libvirt lists domains in no particular order.
 func sortVMs(vms []VM) {

@@ -128,6 +128,18 @@ func (r Record) ECS(seq uint64, hash, prev string) map[string]any {
 	if r.RevokedAt != nil {
 		vm["revoked_at"] = r.RevokedAt.UTC().Format(time.RFC3339Nano)
 	}
+	if b := r.Block; b != nil {
+		block := map[string]any{}
+		put(block, "kind", b.Kind)
+		put(block, "target", b.Target)
+		put(block, "reason", b.Reason)
+		put(block, "by", b.By)
+		put(block, "source", b.Source)
+		if b.Until != nil {
+			block["until"] = b.Until.UTC().Format(time.RFC3339Nano)
+		}
+		vm["block"] = block
+	}
 	put(vm, "libvirt_op", r.Op)
 	put(vm, "version", r.Version)
 	putList(vm, "macs", r.MACs)

@@ -29,6 +29,13 @@ const (
 	// image.
 	ImageDeactivated = "image.deactivated"
 	ImageReactivated = "image.reactivated"
+	// BlockAdded, BlockRemoved and BlockExpired: the site's own blocks (vmgate block).
+	BlockAdded   = "block.added"
+	BlockRemoved = "block.removed"
+	BlockExpired = "block.expired"
+	// VMAudit: vmgate serve's audit found a running VM that is not endorsed, or found it
+	// endorsed again (outcome success); one record each time that changes.
+	VMAudit = "vm.audit"
 )
 
 // Outcomes, as ECS event.outcome spells them.
@@ -61,7 +68,19 @@ type Record struct {
 	Action    string     `json:"action,omitempty"`
 	Actor     *Actor     `json:"actor,omitempty"`
 	RevokedAt *time.Time `json:"revoked_at,omitempty"`
+	Block     *Block     `json:"block,omitempty"` // block.* records, and refusals by a block
 	Version   string     `json:"vmgate_version"`
+}
+
+// Block is one of the site's own blocks: what it names, why, until when, who set it and
+// whether from the command line or the configuration.
+type Block struct {
+	Kind   string     `json:"kind"` // image, user or project
+	Target string     `json:"target"`
+	Reason string     `json:"reason"`
+	Until  *time.Time `json:"until,omitempty"`
+	By     string     `json:"by,omitempty"`
+	Source string     `json:"source,omitempty"` // cli or config
 }
 
 // Actor is the person (Unix account) who ran a command that acted on VMs.

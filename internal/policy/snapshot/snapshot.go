@@ -28,6 +28,7 @@ var (
 	bucketMeta   = []byte("meta")
 	bucketSHA512 = []byte("sha512")
 	bucketGlance = []byte("glance")
+	bucketBlocks = []byte("blocks")
 	keyMeta      = []byte("meta")
 )
 
@@ -51,6 +52,7 @@ type Meta struct {
 	Expires time.Time `json:"expires"`
 	Lists   []ListRef `json:"lists"`
 	Images  int       `json:"images"` // distinct sha512 values it knows, whatever their status
+	Blocks  int       `json:"blocks"` // the site's blocks in force when it was written
 }
 
 // ListRef names one accepted list behind the snapshot.
@@ -257,12 +259,13 @@ func (s *Snapshot) Each(fn func(*Entry) error) error {
 	})
 }
 
-// Write compiles entries into a new snapshot at path, atomically: readers see the old
+// Write compiles entries and the site's blocks into a new snapshot at path, atomically: readers see the old
 // snapshot or the new one, never a mix, and the new one is durable when Write returns. The
 // file is writable by its owner only.
-func Write(path string, meta Meta, entries []Entry) (err error) {
+func Write(path string, meta Meta, entries []Entry, blocks []Block) (err error) {
 	meta.Format = Format
 	meta.Images = len(entries)
+	meta.Blocks = len(blocks)
 	dir := filepath.Dir(path)
 	tmpf, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
@@ -280,7 +283,12 @@ func Write(path string, meta Meta, entries []Entry) (err error) {
 	if err != nil {
 		return fmt.Errorf("write snapshot: %w", err)
 	}
-	err = db.Update(func(tx *bolt.Tx) error { return fill(tx, meta, entries) })
+	err = db.Update(func(tx *bolt.Tx) error {
+		if err := fill(tx, meta, entries); err != nil {
+			return err
+		}
+		return fillBlocks(tx, blocks)
+	})
 	if cerr := db.Close(); err == nil {
 		err = cerr
 	}

@@ -35,7 +35,7 @@ func entries(n int) []Entry {
 func write(t testing.TB, n int) string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), "snapshot.db")
-	if err := Write(p, Meta{Serial: 7, Created: t0, Expires: t0.Add(24 * time.Hour)}, entries(n)); err != nil {
+	if err := Write(p, Meta{Serial: 7, Created: t0, Expires: t0.Add(24 * time.Hour)}, entries(n), nil); err != nil {
 		t.Fatal(err)
 	}
 	return p
@@ -109,7 +109,7 @@ func TestOpenRefusesMissingAndCorrupt(t *testing.T) {
 func TestWriteRefusesDuplicates(t *testing.T) {
 	es := entries(2)
 	es[1].SHA512 = es[0].SHA512
-	if err := Write(filepath.Join(t.TempDir(), "s"), Meta{}, es); err == nil {
+	if err := Write(filepath.Join(t.TempDir(), "s"), Meta{}, es, nil); err == nil {
 		t.Fatal("duplicate sha512 written")
 	}
 }
@@ -159,7 +159,7 @@ func TestLookupGlance(t *testing.T) {
 	es := entries(3)
 	es[1].GlanceIDs = []string{"4c0f6a7e-2b1d-4e3f-8a9b-5c6d7e8f9a0b", "second-id"}
 	p := filepath.Join(t.TempDir(), "s")
-	if err := Write(p, Meta{Expires: t0}, es); err != nil {
+	if err := Write(p, Meta{Expires: t0}, es, nil); err != nil {
 		t.Fatal(err)
 	}
 	s, err := Open(p)
@@ -177,7 +177,7 @@ func TestLookupGlance(t *testing.T) {
 		t.Fatal("unknown glance id found")
 	}
 	es[2].GlanceIDs = []string{"second-id"}
-	if err := Write(p, Meta{}, es); err == nil {
+	if err := Write(p, Meta{}, es, nil); err == nil {
 		t.Fatal("one glance id with two hashes written")
 	}
 }
