@@ -40,12 +40,21 @@ func newServeCommand(g *globalOptions) *cobra.Command {
 		Long: `serve runs until SIGTERM. It syncs every subscription on its own refresh interval (each
 sync comes early by up to 10% at random, so that hypervisors do not fetch together; a refused
 list is fetched again after a minute, doubling up to refresh), ships the trace records to
-every sink in trace.sinks, prunes the journal by trace.retention every hour, and answers
-over HTTP on --listen, else serve.listen (default ` + config.DefaultListen + `):
+every sink in trace.sinks, prunes the journal by trace.retention every hour, audits the
+host's running VMs, and answers over HTTP on --listen, else serve.listen (default
+` + config.DefaultListen + `):
 
-  /healthz   200 "ok" when the snapshot is fresh and every sink's backlog is within its
-             max_backlog; 503 otherwise, with one line per problem and what to do
+  /healthz   200 "ok" when the snapshot is fresh, every sink's backlog is within its
+             max_backlog and no running VM is unendorsed; 503 otherwise, with one line per
+             problem and what to do
   /metrics   Prometheus metrics, vmgate_* (see docs/metrics.md)
+
+The audit, every serve.audit_interval (default 10m, the first at start), judges every
+running domain of serve.audit_connect (qemu:///system, read-only) as terminate --revoked
+would: vmgate_running_unendorsed by reason, /healthz, and a vm.audit trace record each
+time a VM's standing changes. serve.audit_action: terminate then acts as terminate
+--revoked does, with serve.audit_grace, audit_max and audit_timeout as its --grace, --max
+and --timeout; off turns the audit off (a host without libvirt).
 
 What a sync does is what vmgate sync does, trace records and image_dirs included. The hook
 does not need the daemon: while it is down, VMs are judged against the last snapshot until
