@@ -234,7 +234,7 @@ func ChangeBlocks(cfg *config.Config, ch BlockChange, now time.Time) (*BlockResu
 	if err := saveBlocks(cfg.Paths().Blocks(), blocks); err != nil {
 		return res, fmt.Errorf("the change is in the history but could not be saved, so it did not take effect: %w", err)
 	}
-	res.Snapshot, err = reblock(cfg, blocks, now)
+	res.Snapshot, err = reblock(cfg, blocks)
 	if err != nil {
 		return res, fmt.Errorf("the change is saved and in the history, but the snapshot could not be rewritten (it takes effect at the next vmgate sync): %w", err)
 	}
@@ -243,7 +243,7 @@ func ChangeBlocks(cfg *config.Config, ch BlockChange, now time.Time) (*BlockResu
 
 // reblock rewrites the snapshot in force with new blocks and the same endorsements. It
 // reports false when there is no snapshot yet.
-func reblock(cfg *config.Config, blocks []snapshot.Block, now time.Time) (bool, error) {
+func reblock(cfg *config.Config, blocks []snapshot.Block) (bool, error) {
 	path := cfg.Paths().Snapshot()
 	snap, err := snapshot.Open(path)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -268,6 +268,7 @@ func reblock(cfg *config.Config, blocks []snapshot.Block, now time.Time) (bool, 
 	if err := st.Save(StatePath(cfg.Paths().PolicyDir())); err != nil {
 		return false, err
 	}
-	meta.Serial, meta.Created = st.Serial, now.UTC()
+	// Created stays the sync's: the snapshot's age tells whether syncs still succeed.
+	meta.Serial = st.Serial
 	return true, snapshot.Write(path, meta, entries, blocks)
 }
