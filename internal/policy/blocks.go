@@ -29,6 +29,9 @@ const (
 	BlockFromConfig = "config"
 )
 
+// maxReason bounds a block's reason and target.
+const maxReason = 1024
+
 // maxBlocksFile bounds what LoadBlocks reads: far beyond any site's blocks.
 const maxBlocksFile = 64 << 20
 
@@ -102,6 +105,9 @@ func checkBlock(b *snapshot.Block) error {
 	}
 	if b.Reason == "" {
 		return errors.New("a block needs a reason: the history keeps why")
+	}
+	if len(b.Reason) > maxReason || len(b.Target) > maxReason {
+		return fmt.Errorf("a block's reason and target are at most %d bytes: the reason goes into every refusal", maxReason)
 	}
 	return nil
 }

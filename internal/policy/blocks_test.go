@@ -191,3 +191,17 @@ func TestBlockBeforeFirstSync(t *testing.T) {
 }
 
 func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+func TestBlockInputIsBounded(t *testing.T) {
+	for _, c := range []struct{ kind, target, reason string }{
+		{"image", "x", strings.Repeat("r", 1025)},
+		{"user", strings.Repeat("u", 1025), "r"},
+		{"user", "two words", "r"},
+		{"user", "u", "  "},
+		{"host", "h", "r"},
+	} {
+		if _, err := NewBlock(c.kind, c.target, c.reason, time.Time{}, "a", BlockFromCLI, now); err == nil {
+			t.Errorf("NewBlock(%q, %.20q, %.20q) accepted", c.kind, c.target, c.reason)
+		}
+	}
+}
