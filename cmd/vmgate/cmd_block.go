@@ -183,21 +183,34 @@ func describeImageTarget(cfg *config.Config, target string) string {
 	}
 	defer snap.Close()
 	var names []string
+	describe := func(x *snapshot.Entry, im *snapshot.Image) {
+		names = append(names, fmt.Sprintf("%s %q version %s (sha512 %s…, list %s)", im.Identifier, im.Title, im.Version, x.SHA512[:16], im.Subscription))
+	}
 	var e *snapshot.Entry
 	if snapshot.IsSHA512(target) {
-		e, _, _ = snap.Lookup(target)
-	} else if e, _, _ = snap.LookupGlance(target); e != nil {
+		e, _, err = snap.Lookup(target)
+	} else if e, _, err = snap.LookupGlance(target); e != nil {
 		names = append(names, "Glance image "+target)
 	}
-	err = snap.Each(func(x *snapshot.Entry) error {
-		for _, im := range x.Images {
-			if e == nil && strings.EqualFold(im.Identifier, target) || e != nil && x.SHA512 == e.SHA512 {
-				names = append(names, fmt.Sprintf("%s %q version %s (sha512 %s…, list %s)", im.Identifier, im.Title, im.Version, x.SHA512[:16], im.Subscription))
-			}
+	if e != nil {
+		for i := range e.Images {
+			describe(e, &e.Images[i])
 		}
-		return nil
-	})
-	if err != nil || len(names) == 0 {
+	} else if err == nil {
+		// An identifier: any version, in any list, so every entry is looked at.
+		err = snap.Each(func(x *snapshot.Entry) error {
+			for i := range x.Images {
+				if strings.EqualFold(x.Images[i].Identifier, target) {
+					describe(x, &x.Images[i])
+				}
+			}
+			return nil
+		})
+	}
+	switch {
+	case err != nil:
+		return fmt.Sprintf("  (could not look the image up in the snapshot: %v)", err)
+	case len(names) == 0:
 		return "  no list names this image now: the block applies if one ever does"
 	}
 	return "  names: " + strings.Join(names, "; ")
@@ -221,22 +234,9 @@ func listBlocks(out io.Writer, cfg *config.Config, asJSON bool, now time.Time) e
 		}
 		rows = append(rows, row{b, st})
 	}
-	for _, c := range cfg.Blocks {
-		kind, target := c.Target()
-		b, err := policy.NewBlock(kind, target, c.Reason, c.Until, "configuration", policy.BlockFromConfig, now)
-		if err != nil {
-			continue
-		}
-		known := false
-		for _, r := range rows {
-			if r.Source == policy.BlockFromConfig && r.Kind == b.Kind && r.Target == b.Target && r.Reason == b.Reason && r.Until.Equal(b.Until) {
-				known = true
-			}
-		}
-		if !known {
-			b.At = time.Time{}
-			rows = append(rows, row{b, "pending"})
-		}
+	for _, b := range policy.PendingBlocks(blocks, cfg.Blocks, now) {
+		b.At = time.Time{} // not in force yet
+		rows = append(rows, row{b, "pending"})
 	}
 	if asJSON {
 		enc := json.NewEncoder(out)

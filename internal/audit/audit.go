@@ -8,7 +8,6 @@ package audit
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -18,13 +17,14 @@ import (
 
 	"github.com/vmgate/vmgate/internal/admission"
 	"github.com/vmgate/vmgate/internal/config"
+	"github.com/vmgate/vmgate/internal/policy/snapshot"
 	"github.com/vmgate/vmgate/internal/terminate"
 	"github.com/vmgate/vmgate/internal/trace"
 )
 
 // Reasons are the values of a finding's Status, and the labels of
 // vmgate_running_unendorsed: why a running VM would be refused at a start now.
-var Reasons = []string{admission.StatusBlocked, "revoked", "expired", admission.StatusUnknown, admission.StatusError, "unclassified"}
+var Reasons = []string{admission.StatusBlocked, string(snapshot.Revoked), string(snapshot.Expired), admission.StatusUnknown, admission.StatusError, "unclassified"}
 
 // Finding is one running VM that is not compliant.
 type Finding struct {
@@ -211,7 +211,7 @@ func (a *Auditor) act(ctx context.Context, uri string, plan *terminate.Plan, rec
 	rep := &terminate.Report{Scope: rw.Scope(), Plan: plan, Results: results}
 	if err == nil {
 		if failed := rep.Failed(); len(failed) > 0 {
-			err = errors.New(fmt.Sprint(len(failed), " of ", len(results), " actions failed: ", failed[0].Err))
+			err = fmt.Errorf("%d of %d actions failed, the first: %w", len(failed), len(results), failed[0].Err)
 		}
 	}
 	return rep, err

@@ -79,9 +79,6 @@ func saveBlocks(path string, blocks []snapshot.Block) error {
 func NewBlock(kind, target, reason string, until time.Time, by, source string, now time.Time) (snapshot.Block, error) {
 	b := snapshot.Block{Kind: kind, Target: strings.TrimSpace(target), Reason: strings.TrimSpace(reason),
 		Until: until.UTC(), At: now.UTC(), By: by, Source: source}
-	if until.IsZero() {
-		b.Until = time.Time{}
-	}
 	if b.Kind == snapshot.BlockImage {
 		b.Target = strings.ToLower(b.Target)
 	}
@@ -171,6 +168,19 @@ func reconcileBlocks(blocks []snapshot.Block, cfg []config.Block, now time.Time)
 		kept = append(kept, want[i])
 	}
 	return kept, events
+}
+
+// PendingBlocks are the configuration's blocks that the next sync (or block, or unblock)
+// would bring in or change: what `vmgate blocks` lists as pending.
+func PendingBlocks(blocks []snapshot.Block, cfg []config.Block, now time.Time) []snapshot.Block {
+	_, events := reconcileBlocks(blocks, cfg, now)
+	var pending []snapshot.Block
+	for _, ev := range events {
+		if ev.Event == EventBlockAdded {
+			pending = append(pending, *ev.Block)
+		}
+	}
+	return pending
 }
 
 // BlockChange is one `vmgate block` or `vmgate unblock`: exactly one of Add and Remove.

@@ -98,30 +98,7 @@ func fillBlocks(tx *bolt.Tx, blocks []Block) error {
 // an image, id is a sha512, a dc:identifier or a Glance id. One B+tree lookup, whatever
 // the number of blocks.
 func (s *Snapshot) Blocked(kind, id string, now time.Time) (*Block, error) {
-	if id == "" {
-		return nil, nil
-	}
-	key := BlockKeys(kind, id)[0]
-	var b *Block
-	err := s.db.View(func(tx *bolt.Tx) error {
-		bb := tx.Bucket(bucketBlocks)
-		if bb == nil {
-			return nil
-		}
-		v := bb.Get([]byte(key))
-		if v == nil {
-			return nil
-		}
-		b = new(Block)
-		return json.Unmarshal(v, b)
-	})
-	if err != nil {
-		return nil, fmt.Errorf("snapshot: corrupt block %s: %w", key, err)
-	}
-	if b != nil && !b.ActiveAt(now) {
-		return nil, nil
-	}
-	return b, nil
+	return s.firstBlock(kind, []string{id}, now)
 }
 
 // ImageBlocked returns the site's block in force at now on an image, by any of its names:
@@ -135,10 +112,37 @@ func (s *Snapshot) ImageBlocked(e *Entry, sha512 string, glanceIDs []string, now
 			ids = append(ids, e.Images[i].Identifier)
 		}
 	}
-	for _, id := range ids {
-		if b, err := s.Blocked(BlockImage, id, now); b != nil || err != nil {
-			return b, err
+	return s.firstBlock(BlockImage, ids, now)
+}
+
+// firstBlock looks every id up in one read transaction and returns the first block in
+// force; empty ids are skipped.
+func (s *Snapshot) firstBlock(kind string, ids []string, now time.Time) (*Block, error) {
+	var found *Block
+	err := s.db.View(func(tx *bolt.Tx) error {
+		bb := tx.Bucket(bucketBlocks)
+		if bb == nil {
+			return nil
 		}
-	}
-	return nil, nil
+		for _, id := range ids {
+			if id == "" {
+				continue
+			}
+			key := BlockKeys(kind, id)[0]
+			v := bb.Get([]byte(key))
+			if v == nil {
+				continue
+			}
+			var b Block
+			if err := json.Unmarshal(v, &b); err != nil {
+				return fmt.Errorf("snapshot: corrupt block %s: %w", key, err)
+			}
+			if b.ActiveAt(now) {
+				found = &b
+				return nil
+			}
+		}
+		return nil
+	})
+	return found, err
 }
