@@ -52,6 +52,8 @@ func smimeRefusal(err error) *RefusalError {
 		{smime.ErrCADir, ReasonConfig},
 		{smime.ErrMalformed, ReasonSMIMEMalformed},
 		{smime.ErrBadSignature, ReasonBadSignature},
+		{smime.ErrWeakAlgorithm, ReasonWeakAlgorithm},
+		{smime.ErrUnsupported, ReasonUnsupportedSignature},
 		{smime.ErrUntrusted, ReasonUntrustedSigner},
 		{smime.ErrExpired, ReasonSignerExpired},
 		{smime.ErrRevoked, ReasonSignerRevoked},

@@ -3,6 +3,7 @@ package policy
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/vmgate/vmgate/internal/config"
+	"github.com/vmgate/vmgate/internal/policy/smime"
 )
 
 // The S/MIME fixtures made with the openssl CLI (smime/testdata/openssl/gen.sh) are valid
@@ -110,6 +112,15 @@ func TestVerifySMIMEList(t *testing.T) {
 				t.Fatalf("want refusal %s, got %v", c.want, err)
 			}
 		})
+	}
+	// Every sentinel of the smime package has its own reason and advice.
+	for sentinel, want := range map[error]Reason{
+		smime.ErrWeakAlgorithm: ReasonWeakAlgorithm, smime.ErrUnsupported: ReasonUnsupportedSignature,
+		smime.ErrMalformed: ReasonSMIMEMalformed, smime.ErrCRL: ReasonCRLUnavailable,
+	} {
+		if r := smimeRefusal(fmt.Errorf("%w: detail", sentinel)); r.Reason != want || r.Hint() == "" {
+			t.Errorf("%v: reason %s, hint %q", sentinel, r.Reason, r.Hint())
+		}
 	}
 	// The list that names another endorser says so.
 	_, _, err := VerifySMIMEList(read("names-other.smime"), smimeTrust(t), smimeNow)

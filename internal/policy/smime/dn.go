@@ -1,5 +1,7 @@
 package smime
 
+//go:generate go run gen_names.go /usr/include/openssl/obj_mac.h
+
 import (
 	"crypto/x509/pkix"
 	"encoding/asn1"
@@ -7,49 +9,49 @@ import (
 	"strings"
 )
 
-// shortNames are OpenSSL's short names (OBJ_nid2sn) for the attributes that appear in the
-// subjects of IGTF host and CA certificates. An attribute not listed here is written as
-// its dotted OID, as OpenSSL does for an OID it has no name for.
-var shortNames = map[string]string{
-	"2.5.4.3":                    "CN",
-	"2.5.4.4":                    "SN",
-	"2.5.4.5":                    "serialNumber",
-	"2.5.4.6":                    "C",
-	"2.5.4.7":                    "L",
-	"2.5.4.8":                    "ST",
-	"2.5.4.9":                    "street",
-	"2.5.4.10":                   "O",
-	"2.5.4.11":                   "OU",
-	"2.5.4.12":                   "title",
-	"2.5.4.17":                   "postalCode",
-	"2.5.4.41":                   "name",
-	"2.5.4.42":                   "GN",
-	"2.5.4.43":                   "initials",
-	"2.5.4.44":                   "generationQualifier",
-	"2.5.4.46":                   "dnQualifier",
-	"2.5.4.65":                   "pseudonym",
-	"0.9.2342.19200300.100.1.1":  "UID",
-	"0.9.2342.19200300.100.1.25": "DC",
-	"1.2.840.113549.1.9.1":       "emailAddress",
-}
+// oidName is an object's names in OpenSSL's table: the short name (OBJ_nid2sn, the long
+// one for objects without a short name, such as organizationIdentifier) and the long name.
+type oidName struct{ short, long string }
 
 // OneLine renders a distinguished name the way `openssl x509 -subject -nameopt compat`
 // (X509_NAME_oneline) does and the way HEPiX lists write hv:dn and hv:ca:
 // "/DC=org/DC=example/CN=host.example.org", in the order of the certificate's RDN sequence
 // (not the reversed order of RFC 4514), each attribute of a multi-valued RDN as its own
-// "/type=value", bytes outside printable ASCII as \xHH.
+// "/type=value", the type as OpenSSL's short name or, for an OID OpenSSL has no name for,
+// dotted, bytes outside printable ASCII as \xHH. Prefer OneLineRaw: a pkix.Name has lost
+// the string types, so a BMPString or UniversalString value cannot come out as OpenSSL
+// prints it.
 func OneLine(name pkix.Name) string {
 	var b strings.Builder
 	for _, atv := range name.Names {
-		writeATV(&b, atv)
+		var v string
+		switch x := atv.Value.(type) {
+		case string:
+			v = x
+		case []byte:
+			v = string(x)
+		default:
+			v = fmt.Sprint(x)
+		}
+		writeATV(&b, atv.Type, []byte(v), asn1.TagUTF8String)
 	}
 	return b.String()
 }
 
-// OneLineRaw is OneLine for a DER-encoded Name, such as x509.Certificate.RawSubject; it keeps
-// the certificate's order even where pkix.Name would have to guess.
+// rawATV is an AttributeTypeAndValue with its value's encoding kept.
+type rawATV struct {
+	Type  asn1.ObjectIdentifier
+	Value asn1.RawValue
+}
+
+// rawRDNSET is a RelativeDistinguishedName (the SET suffix makes encoding/asn1 read a SET).
+type rawRDNSET []rawATV
+
+// OneLineRaw is OneLine for a DER-encoded Name, such as x509.Certificate.RawSubject: it
+// keeps the certificate's order and the value bytes as encoded, which is what OpenSSL
+// prints.
 func OneLineRaw(der []byte) (string, error) {
-	var seq pkix.RDNSequence
+	var seq []rawRDNSET
 	rest, err := asn1.Unmarshal(der, &seq)
 	if err != nil {
 		return "", fmt.Errorf("distinguished name: %w", err)
@@ -60,34 +62,47 @@ func OneLineRaw(der []byte) (string, error) {
 	var b strings.Builder
 	for _, rdn := range seq {
 		for _, atv := range rdn {
-			writeATV(&b, atv)
+			v, tag := atv.Value.Bytes, atv.Value.Tag
+			if atv.Value.Class != asn1.ClassUniversal || atv.Value.IsCompound {
+				// Not a string: OpenSSL keeps such a value's whole encoding.
+				v, tag = atv.Value.FullBytes, -1
+			}
+			writeATV(&b, atv.Type, v, tag)
 		}
 	}
 	return b.String(), nil
 }
 
-func writeATV(b *strings.Builder, atv pkix.AttributeTypeAndValue) {
-	key := atv.Type.String()
-	if sn, ok := shortNames[key]; ok {
-		key = sn
+const tagGeneralString = 27
+
+func writeATV(b *strings.Builder, typ asn1.ObjectIdentifier, v []byte, tag int) {
+	key := typ.String()
+	if n, ok := openSSLNames[key]; ok {
+		key = n.short
 	}
 	b.WriteByte('/')
 	b.WriteString(key)
 	b.WriteByte('=')
-	var v string
-	switch x := atv.Value.(type) {
-	case string:
-		v = x
-	case []byte:
-		v = string(x)
-	default:
-		v = fmt.Sprint(x)
+	// X509_NAME_oneline prints the value's bytes as encoded, escaping every byte outside
+	// ' '..'~' (so UTF-8 comes out as \xC3\xA9 and a BMPString with \x00 between ASCII
+	// letters), except a GeneralString of 4-byte characters whose first three bytes are
+	// all zero: of that it prints every fourth byte.
+	keep := func(int) bool { return true }
+	if tag == tagGeneralString && len(v)%4 == 0 {
+		high := false
+		for j, c := range v {
+			if j%4 != 3 && c != 0 {
+				high = true
+			}
+		}
+		if !high {
+			keep = func(j int) bool { return j%4 == 3 }
+		}
 	}
-	// X509_NAME_oneline escapes every byte outside ' '..'~'; the string types Go decodes
-	// (UTF8String, PrintableString, IA5String, T61String) keep their bytes, so a UTF-8
-	// name comes out as OpenSSL prints it.
-	for i := 0; i < len(v); i++ {
-		c := v[i]
+	for j, c := range v {
+		if !keep(j) {
+			continue
+		}
 		if c < ' ' || c > '~' {
 			fmt.Fprintf(b, `\x%02X`, c)
 			continue

@@ -95,6 +95,26 @@ func newTestCA(t testing.TB, cn string) *testCA {
 	return &testCA{cert: c, key: key}
 }
 
+// subCA makes a CA under ca, as IGTF national CAs are under a root.
+func (ca *testCA) subCA(t testing.TB, cn string) *testCA {
+	t.Helper()
+	key := newKey(t)
+	tmpl := &x509.Certificate{
+		SerialNumber: nextSerial(), Subject: dnName(t, "DC=org", "DC=example", "CN="+cn),
+		NotBefore: pkiNow.Add(-300 * 24 * time.Hour), NotAfter: pkiNow.Add(3000 * 24 * time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, key.Public(), ca.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &testCA{cert: c, key: key}
+}
+
 type leafOpts struct {
 	cn                  string
 	notBefore, notAfter time.Time

@@ -7,11 +7,14 @@ import (
 	"encoding/asn1"
 	"encoding/json"
 	"errors"
+	"mime"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/smallstep/pkcs7"
 )
 
 // The fixtures in testdata/openssl were made by gen.sh with the openssl CLI.
@@ -115,7 +118,7 @@ func TestVerifyOpenSSLRefusals(t *testing.T) {
 		{"no crl", doc, Trust{CADir: lfDir, DN: fixtureDN, CA: fixtureCA}, testNow, ErrCRL, "run fetch-crl"},
 		{"expired", doc, fixtureTrust(), testNow.AddDate(150, 0, 0), ErrExpired, "expired at"},
 		{"not yet valid", doc, fixtureTrust(), testNow.AddDate(-1, 0, 0), ErrExpired, "valid only from"},
-		{"no ca dir", doc, Trust{CADir: t.TempDir(), DN: fixtureDN, CA: fixtureCA}, testNow, ErrCADir, "no CA certificate"},
+		{"no ca dir", doc, Trust{CADir: t.TempDir(), DN: fixtureDN, CA: fixtureCA}, testNow, ErrCADir, "no self-signed CA certificate"},
 		{"missing ca dir", doc, Trust{CADir: "/nonexistent/certificates", DN: fixtureDN, CA: fixtureCA}, testNow, ErrCADir, "no such file"},
 		{"not smime", readFixture(t, "list.json"), fixtureTrust(), testNow, ErrMalformed, ""},
 	} {
@@ -160,7 +163,7 @@ func TestVerifyGoPKI(t *testing.T) {
 	}{
 		{"two signers", signDoc(t, content, signer{good, goodKey}, signer{second, secondKey}), dir, ErrUntrusted, "2 signers"},
 		{"expired signer", signDoc(t, content, signer{expired, expiredKey}), dir, ErrExpired, ""},
-		{"unknown ca", signDoc(t, content, signer{stranger, strangerKey}), dir, ErrUntrusted, "does not chain to a CA"},
+		{"unknown ca", signDoc(t, content, signer{stranger, strangerKey}), dir, ErrUntrusted, "does not chain to a self-signed CA"},
 		{"key usage without signing", signDoc(t, content, signer{noSign, noSignKey}), dir, ErrUntrusted, "key usage"},
 		{"expired crl", signDoc(t, content, signer{good, goodKey}), caDir(t, map[*testCA][]byte{ca: ca.crl(t, pkiNow.Add(-time.Minute))}), ErrCRL, "expired at"},
 		{"crl of another ca", signDoc(t, content, signer{good, goodKey}), caDir(t, map[*testCA][]byte{ca: other.crl(t, fresh)}), ErrCRL, "another CA"},
@@ -179,8 +182,16 @@ func TestVerifyGoPKI(t *testing.T) {
 func TestParseMalformed(t *testing.T) {
 	good := readFixture(t, "default.smime")
 	for _, c := range []struct{ name, doc, text string }{
-		{"empty", "", "document header"},
-		{"json", `{"hv:imagelist": {}}`, "document header"},
+		{"empty", "", "the document is empty"},
+		{"json", `{"hv:imagelist": {}}`, "this is a JSON document, not an S/MIME signed list"},
+		{"json with bom", "\ufeff\n[{}]", "this is a JSON document"},
+		{"html", "<!DOCTYPE html>\n<html><body>Sign in</body></html>", "this is an HTML or XML page"},
+		{"pem", "-----BEGIN PKCS7-----\nMIIB\n-----END PKCS7-----\n", "this is a PEM file (PKCS7"},
+		{"der", "\x30\x82\x05\x6f\x06\x09", "binary DER"},
+		{"signature alone", "Content-Type: application/pkcs7-signature\n\nAAAA\n", "a detached signature alone"},
+		{"encrypted", "Content-Type: application/pkcs7-mime; smime-type=enveloped-data\nContent-Transfer-Encoding: base64\n\nAAAA\n", "encrypted S/MIME message"},
+		{"opaque not base64", "Content-Type: application/pkcs7-mime; smime-type=signed-data\n\nAAAA\n", "want base64"},
+		{"unclosed comment", "MIME-Version: 1.0 (oops\n" + string(good), "MIME-Version"},
 		{"not multipart", "Content-Type: text/plain\n\nhello\n", "not multipart/signed"},
 		{"other protocol", "Content-Type: multipart/signed; protocol=\"application/pgp-signature\"; boundary=b\n\n--b\nx\n--b\ny\n--b--\n", "protocol"},
 		{"no boundary", "Content-Type: multipart/signed; protocol=\"application/pkcs7-signature\"\n\n", "boundary"},
@@ -309,4 +320,151 @@ func FuzzParse(f *testing.F) {
 			t.Fatal("verified with no content")
 		}
 	})
+}
+
+// TestHeaderForms: the document's header is not signed, so the openssl fixture rewritten
+// in every form RFC 2045 and RFC 5322 allow still verifies: comments, folded lines, names
+// and values in any case, quoted and unquoted parameters, CRLF, a byte order mark.
+func TestHeaderForms(t *testing.T) {
+	doc := readFixture(t, "default.smime")
+	hdr, body, ok := bytes.Cut(doc, []byte("\n\n"))
+	if !ok {
+		t.Fatal("fixture without header")
+	}
+	m, err := Parse(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, params, _ := mime.ParseMediaType(strings.TrimPrefix(strings.Split(string(hdr), "\n")[1], "Content-Type: "))
+	b := params["boundary"]
+	for _, c := range []struct{ name, header string }{
+		{"as openssl writes it", string(hdr)},
+		{"comment after the version", "MIME-Version: 1.0 (Created by vmcaster)\nContent-Type: multipart/signed; protocol=\"application/x-pkcs7-signature\"; micalg=\"sha-256\"; boundary=\"" + b + "\""},
+		{"comments everywhere", "MIME-Version: (produced by) 1.(minor)0 (x (nested) y)\nContent-Type: multipart/signed (detached); protocol=\"application/x-pkcs7-signature\" (S/MIME); boundary=\"" + b + "\""},
+		{"folded", "MIME-Version: 1.0\nContent-Type: multipart/signed;\n\tprotocol=\"application/pkcs7-signature\";\n micalg=sha-256;\n\tboundary=\"" + b + "\""},
+		{"case", "mime-version: 1.0\ncontent-TYPE: Multipart/Signed; PROTOCOL=\"Application/X-PKCS7-Signature\"; MicAlg=SHA-256; Boundary=\"" + b + "\""},
+		{"unquoted boundary", "Content-Type: multipart/signed; protocol=\"application/x-pkcs7-signature\"; boundary=" + b},
+		{"quoted pair in a comment", "MIME-Version: 1.0 (a \\) b)\nContent-Type: multipart/signed; protocol=\"application/x-pkcs7-signature\"; boundary=\"" + b + "\""},
+		{"other fields", "From: vmcaster@example.org\nSubject: image list (signed)\nMIME-Version: 1.0\nContent-Type: multipart/signed; protocol=\"application/x-pkcs7-signature\"; boundary=\"" + b + "\"\nX-Mailer: vmcaster"},
+		{"crlf", strings.ReplaceAll("MIME-Version: 1.0 (Created by vmcaster)\nContent-Type: multipart/signed;\n protocol=\"application/x-pkcs7-signature\"; boundary=\""+b+"\"", "\n", "\r\n") + "\r"},
+		{"byte order mark", "\ufeffMIME-Version: 1.0\nContent-Type: multipart/signed; protocol=\"application/x-pkcs7-signature\"; boundary=\"" + b + "\""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			d := append(append([]byte(c.header), "\n\n"...), body...)
+			got, err := Parse(d)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got.Signed, m.Signed) || !bytes.Equal(got.Signature, m.Signature) {
+				t.Fatal("another signed part or signature than the fixture's")
+			}
+			if _, err := Verify(d, fixtureTrust(), testNow); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+func TestStructured(t *testing.T) {
+	for in, want := range map[string]string{
+		"1.0":                             "1.0",
+		" 1.0 (Created by vmcaster) ":     "1.0",
+		"1.(minor)0":                      "1.0",
+		"multipart/signed(x);a=b":         "multipart/signed;a=b",
+		"(a(b)c)1.0":                      "1.0",
+		`text/plain; a="(not a comment)"`: `text/plain; a="(not a comment)"`,
+		`1.0 (esc \) still comment)`:      "1.0",
+		"1.0 (unclosed":                   "1.0 (unclosed",
+	} {
+		if got := structured(in); got != want {
+			t.Errorf("structured(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// TestByteOrderMark: a list saved with a byte order mark before its JSON verifies and comes
+// back without it (RFC 8259 lets a parser ignore it; encoding/json does not).
+func TestByteOrderMark(t *testing.T) {
+	ca := newTestCA(t, "Go Test CA")
+	leaf, key := ca.issue(t, leafOpts{cn: "endorser.example.org"})
+	dir := caDir(t, map[*testCA][]byte{ca: ca.crl(t, pkiNow.Add(time.Hour))})
+	trust := Trust{CADir: dir, DN: "/DC=org/DC=example/O=Hosts/CN=endorser.example.org", CA: "/DC=org/DC=example/CN=Go Test CA"}
+	for _, content := range []string{"\ufeff{\"hv:imagelist\": {}}", "Content-Type: text/plain\r\n\r\n\ufeff{\"hv:imagelist\": {}}"} {
+		r, err := Verify(signDoc(t, []byte(content), signer{leaf, key}), trust, pkiNow)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(r.Content) != `{"hv:imagelist": {}}` {
+			t.Fatalf("content %q", r.Content)
+		}
+	}
+}
+
+// TestIntermediateCA: a CA directory with a root and an intermediate under it, each with
+// its CRL, as IGTF lays out national CAs under a root. The chain must reach the root, and
+// the intermediate is checked against the root's CRL (OpenSSL's -crl_check_all).
+func TestIntermediateCA(t *testing.T) {
+	root := newTestCA(t, "Go Root CA")
+	inter := root.subCA(t, "Go Intermediate CA")
+	leaf, key := inter.issue(t, leafOpts{cn: "endorser.example.org"})
+	fresh := pkiNow.Add(7 * 24 * time.Hour)
+	content := []byte(`{"hv:imagelist": {}}`)
+	doc := signDoc(t, content, signer{leaf, key})
+	trust := func(dir string) Trust {
+		return Trust{CADir: dir, DN: "/DC=org/DC=example/O=Hosts/CN=endorser.example.org", CA: "/DC=org/DC=example/CN=Go Intermediate CA"}
+	}
+	if _, err := Verify(doc, trust(caDir(t, map[*testCA][]byte{root: root.crl(t, fresh), inter: inter.crl(t, fresh)})), pkiNow); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name string
+		cas  map[*testCA][]byte
+		want error
+		text string
+	}{
+		{"intermediate revoked by the root", map[*testCA][]byte{root: root.crl(t, fresh, inter.cert.SerialNumber), inter: inter.crl(t, fresh)}, ErrRevoked, "CA certificate /DC=org/DC=example/CN=Go Intermediate CA"},
+		{"root revokes itself", map[*testCA][]byte{root: root.crl(t, fresh, root.cert.SerialNumber), inter: inter.crl(t, fresh)}, ErrRevoked, "Go Root CA"},
+		{"signer revoked by the intermediate", map[*testCA][]byte{root: root.crl(t, fresh), inter: inter.crl(t, fresh, leaf.SerialNumber)}, ErrRevoked, "the signer certificate"},
+		{"no root crl", map[*testCA][]byte{root: nil, inter: inter.crl(t, fresh)}, ErrCRL, "Go Root CA"},
+		{"root crl expired", map[*testCA][]byte{root: root.crl(t, pkiNow.Add(-time.Minute)), inter: inter.crl(t, fresh)}, ErrCRL, "expired at"},
+		{"no intermediate crl", map[*testCA][]byte{root: root.crl(t, fresh), inter: nil}, ErrCRL, "Go Intermediate CA"},
+		{"no root in ca_dir", map[*testCA][]byte{inter: inter.crl(t, fresh)}, ErrCADir, "no self-signed CA"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := Verify(doc, trust(caDir(t, c.cas)), pkiNow)
+			if !errors.Is(err, c.want) || !strings.Contains(err.Error(), c.text) {
+				t.Fatalf("want %v containing %q, got %v", c.want, c.text, err)
+			}
+		})
+	}
+	// The root of another directory does not make the intermediate an anchor.
+	other := newTestCA(t, "Go Other Root")
+	_, err := Verify(doc, trust(caDir(t, map[*testCA][]byte{other: other.crl(t, fresh), inter: inter.crl(t, fresh)})), pkiNow)
+	if !errors.Is(err, ErrUntrusted) || !strings.Contains(err.Error(), "does not chain to a self-signed CA") {
+		t.Fatalf("intermediate without its root: %v", err)
+	}
+}
+
+// TestWeakDigest: a signature over SHA-1 is refused as weak, not as altered.
+func TestWeakDigest(t *testing.T) {
+	ca := newTestCA(t, "Go Test CA")
+	leaf, key := ca.issue(t, leafOpts{cn: "endorser.example.org"})
+	dir := caDir(t, map[*testCA][]byte{ca: ca.crl(t, pkiNow.Add(time.Hour))})
+	sd, err := pkcs7.NewSignedData([]byte(`{}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sd.SetDigestAlgorithm(pkcs7.OIDDigestAlgorithmSHA1)
+	if err := sd.AddSigner(leaf, key, pkcs7.SignerInfoConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	sd.Detach()
+	der, err := sd.Finish()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = Verify(wrap([]byte(`{}`), der), Trust{CADir: dir, DN: "/DC=org/DC=example/O=Hosts/CN=endorser.example.org", CA: "/DC=org/DC=example/CN=Go Test CA"}, pkiNow)
+	if !errors.Is(err, ErrWeakAlgorithm) || !strings.Contains(strings.ToLower(err.Error()), "sha1") {
+		t.Fatalf("want ErrWeakAlgorithm naming sha1, got %v", err)
+	}
 }
