@@ -2,10 +2,16 @@ package integration
 
 import (
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/asn1"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"math/big"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -69,11 +75,20 @@ domainComponent = optional
 countryName = optional
 organizationName = optional
 organizationalUnitName = optional
-commonName = supplied
+commonName = optional
 [host]
 basicConstraints = critical,CA:false
 keyUsage = critical,digitalSignature,keyEncipherment
 extendedKeyUsage = serverAuth,clientAuth
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+[subca]
+basicConstraints = critical,CA:true
+keyUsage = critical,keyCertSign,cRLSign
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+[crlext]
+authorityKeyIdentifier = keyid
 `
 
 // newIGTFPKI makes a CA named name; in the trust directory when trusted.
@@ -87,8 +102,23 @@ func newIGTFPKI(t *testing.T, openssl, prefix, subject string, caDir string) *ig
 	os.WriteFile(p.path("index.txt"), nil, 0o644)
 	os.WriteFile(p.path("serial"), []byte("1000\n"), 0o644)
 	os.WriteFile(p.path("crlnumber"), []byte("1000\n"), 0o644)
-	p.run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "365", "-subj", subject)
+	// The same without crlnumber: openssl ca -gencrl then writes a v1 CRL, as some CAs do.
+	v1 := strings.Replace(fmt.Sprintf(caConf, p.dir), "crlnumber = "+p.dir+"/crlnumber\n", "", 1)
+	os.WriteFile(p.path("ca-v1.cnf"), []byte(v1), 0o644)
+	p.run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "365", "-subj", subject,
+		"-addext", "keyUsage=critical,keyCertSign,cRLSign")
 	return p
+}
+
+// subCA makes a CA under p, with its own openssl ca database, as IGTF national CAs are
+// under a root.
+func (p *igtfPKI) subCA(prefix, subject string) *igtfPKI {
+	p.t.Helper()
+	c := newIGTFPKI(p.t, p.openssl, prefix, subject, p.caDir)
+	c.run("req", "-new", "-key", "ca.key", "-out", "ca.csr", "-subj", subject)
+	p.run("ca", "-batch", "-config", "ca.cnf", "-extensions", "subca", "-cert", "ca.pem", "-keyfile", "ca.key", "-days", "200",
+		"-in", c.path("ca.csr"), "-out", c.path("ca.pem"))
+	return c
 }
 
 // issue makes a host certificate name.pem (key name.key) for subject; start and end, when
@@ -110,10 +140,51 @@ func (p *igtfPKI) revoke(name string) {
 	p.run("ca", "-config", "ca.cnf", "-cert", "ca.pem", "-keyfile", "ca.key", "-revoke", name+".pem")
 }
 
+// cmsSign is sign with `openssl cms -sign`, which has the options openssl smime lacks
+// (-keyid, -keyopt); it writes S/MIME as well.
+func (p *igtfPKI) cmsSign(name string, list []byte, flags ...string) []byte {
+	p.t.Helper()
+	in := p.path(fmt.Sprintf("list-%d.json", time.Now().UnixNano()))
+	if err := os.WriteFile(in, list, 0o644); err != nil {
+		p.t.Fatal(err)
+	}
+	args := append([]string{"cms", "-sign", "-in", in, "-signer", name + ".pem", "-inkey", name + ".key", "-out", in + ".smime"}, flags...)
+	p.run(args...)
+	doc, err := os.ReadFile(in + ".smime")
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	return doc
+}
+
+// opensslVerify is what `openssl smime -verify -crl_check_all` (or `openssl cms -verify`,
+// for what only cms reads: RSA-PSS, a signer by key identifier) says of doc against
+// caDir: nil when it accepts it.
+func opensslVerify(t *testing.T, openssl, caDir string, doc []byte, cms bool) error {
+	t.Helper()
+	cmd := "smime"
+	if cms {
+		cmd = "cms"
+	}
+	_, err := runTool(t.TempDir(), os.Environ(), openssl, cmd, "-verify", "-in", writeTemp(t, doc), "-CApath", caDir, "-crl_check_all", "-purpose", "any", "-out", os.DevNull)
+	return err
+}
+
 // install puts the CA and a fresh CRL into the trust directory under the CA's hash.
 func (p *igtfPKI) install() string {
 	p.t.Helper()
-	p.run("ca", "-config", "ca.cnf", "-cert", "ca.pem", "-keyfile", "ca.key", "-gencrl", "-out", "ca.crl")
+	return p.installCRL("ca.cnf", "-crlexts", "crlext")
+}
+
+// installV1 is install with a v1 CRL (no extensions, no CRL number).
+func (p *igtfPKI) installV1() string {
+	p.t.Helper()
+	return p.installCRL("ca-v1.cnf")
+}
+
+func (p *igtfPKI) installCRL(conf string, flags ...string) string {
+	p.t.Helper()
+	p.run(append([]string{"ca", "-config", conf, "-cert", "ca.pem", "-keyfile", "ca.key", "-gencrl", "-out", "ca.crl"}, flags...)...)
 	hash := strings.TrimSpace(p.run("x509", "-hash", "-noout", "-in", "ca.pem"))
 	for src, dst := range map[string]string{"ca.pem": hash + ".0", "ca.crl": hash + ".r0"} {
 		data, err := os.ReadFile(p.path(src))
@@ -291,7 +362,7 @@ func TestSMIMEListsSignedByOpenSSL(t *testing.T) {
 			if out, code := runVmgate(t, cfg, "list", "verify", "--ca-dir", caDir, "--dn", appdbDN, "--ca", appdbCA, archived[0]); code != 0 {
 				t.Fatalf("list verify: exit %d\n%s", code, out)
 			}
-			args := []string{"smime", "-verify", "-in", archived[0], "-CApath", caDir, "-crl_check", "-purpose", "any", "-out", os.DevNull}
+			args := []string{"smime", "-verify", "-in", archived[0], "-CApath", caDir, "-crl_check_all", "-purpose", "any", "-out", os.DevNull}
 			if c.binary {
 				m, err := smime.Parse(c.doc)
 				if err != nil {
@@ -379,6 +450,7 @@ func TestSMIMEOneLineDNMatchesOpenSSL(t *testing.T) {
 		"/DC=org/CN=host/1.3.6.1.4.1.99999.1=extra",
 		"/DC=eu/O=Ex\u00e4mple/CN=Jos\u00e9",
 		"/CN=first/CN=second/O=after",
+		"/DC=nl/C=NL/jurisdictionC=NL/jurisdictionST=Zuid-Holland/jurisdictionL=Delft/businessCategory=Private Organization/serialNumber=27123456/organizationIdentifier=NTRNL-27123456/O=Example B.V./OU=Grid/title=Robot/GN=Jan/SN=Jansen/initials=JJ/pseudonym=jj/UID=jjansen/street=Main Street 1/postalCode=2628 CD/L=Delft/ST=Zuid-Holland/emailAddress=ops@example.nl/dnQualifier=q1/generationQualifier=III/CN=robot.example.nl",
 	} {
 		pemPath := filepath.Join(dir, fmt.Sprintf("c%d.pem", i))
 		if _, err := runTool(dir, os.Environ(), openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
@@ -400,4 +472,270 @@ func TestSMIMEOneLineDNMatchesOpenSSL(t *testing.T) {
 			t.Errorf("%s:\nvmgate  subject=%s\nopenssl %s", subj, got, strings.TrimSpace(want))
 		}
 	}
+}
+
+// refusedAs runs `vmgate sync` on doc and checks the refusal reason and message, or the
+// acceptance when reason is "".
+func refusedAs(t *testing.T, caDir, dn, ca string, doc []byte, reason, text string) {
+	t.Helper()
+	out, code, _ := smimeSync(t, caDir, dn, ca, doc)
+	if reason == "" {
+		if code != 0 || !strings.Contains(out, "accepted list "+appdbList) {
+			t.Fatalf("want the list accepted, exit %d:\n%s", code, out)
+		}
+		return
+	}
+	if code != 1 || !strings.Contains(out, "list refused: "+reason) || !strings.Contains(out, text) || !strings.Contains(out, "what to do:") {
+		t.Fatalf("want refusal %s with %q and advice, exit %d:\n%s", reason, text, code, out)
+	}
+}
+
+// TestSMIMEIntermediateCA: a CA directory holding a root and an intermediate under it, each
+// with its CRL (the root's v2, the intermediate's v1), as IGTF lays out national CAs. vmgate
+// agrees with `openssl smime -verify -CApath -crl_check_all`: the chain reaches the root,
+// and the intermediate is checked against the root's CRL.
+func TestSMIMEIntermediateCA(t *testing.T) {
+	openssl := requireTool(t, "openssl")
+	const rootDN = "/DC=EU/DC=EXAMPLE/CN=Example Root CA"
+	caDir := t.TempDir()
+	root := newIGTFPKI(t, openssl, "root", rootDN, caDir)
+	inter := root.subCA("inter", appdbCA)
+	inter.issue("endorser", appdbDN, "", "")
+	rootHash := root.install()
+	interHash := inter.installV1()
+	if out := inter.run("crl", "-noout", "-text", "-in", "ca.crl"); !strings.Contains(out, "Version 1") {
+		t.Fatalf("the intermediate's CRL is not v1:\n%s", out)
+	}
+	doc := inter.sign("endorser", appdbListBytes(t, 1, ""))
+
+	// Accepted, by both.
+	if err := opensslVerify(t, openssl, caDir, doc, false); err != nil {
+		t.Fatalf("openssl refuses the list vmgate must accept: %v", err)
+	}
+	refusedAs(t, caDir, appdbDN, appdbCA, doc, "", "")
+
+	move := func(name, to string) func() {
+		os.Rename(filepath.Join(caDir, name), filepath.Join(to, name))
+		return func() { os.Rename(filepath.Join(to, name), filepath.Join(caDir, name)) }
+	}
+	aside := t.TempDir()
+
+	// The root's CRL missing: the intermediate cannot be checked.
+	undo := move(rootHash+".r0", aside)
+	if opensslVerify(t, openssl, caDir, doc, false) == nil {
+		t.Error("openssl accepts without the root's CRL")
+	}
+	refusedAs(t, caDir, appdbDN, appdbCA, doc, "crl-unavailable", rootDN)
+	undo()
+
+	// The root missing: the intermediate alone is no anchor.
+	undo = move(rootHash+".0", aside)
+	if opensslVerify(t, openssl, caDir, doc, false) == nil {
+		t.Error("openssl accepts without the root")
+	}
+	refusedAs(t, caDir, appdbDN, appdbCA, doc, "config", "no self-signed CA certificate")
+	undo()
+
+	// The root revokes the intermediate: refused, though the intermediate's own CRL is
+	// clean.
+	root.revoke(filepath.Join(inter.dir, "ca"))
+	root.install()
+	if opensslVerify(t, openssl, caDir, doc, false) == nil {
+		t.Error("openssl accepts a list under a revoked intermediate")
+	}
+	refusedAs(t, caDir, appdbDN, appdbCA, doc, "signer-revoked", "CA certificate "+appdbCA)
+	if _, err := os.Stat(filepath.Join(caDir, interHash+".r0")); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestSMIMESignatureForms: lists signed by openssl in each form an endorser may use; vmgate
+// accepts what it verifies and names what it refuses, where openssl (smime -verify
+// -crl_check_all, or cms -verify for what only cms reads) accepts them all.
+func TestSMIMESignatureForms(t *testing.T) {
+	openssl := requireTool(t, "openssl")
+	caDir := t.TempDir()
+	pki := newIGTFPKI(t, openssl, "igtf", appdbCA, caDir)
+	pki.issue("endorser", appdbDN, "", "")
+	pki.install()
+	list := appdbListBytes(t, 1, "")
+	bom := append([]byte("\ufeff"), list...)
+
+	for _, c := range []struct {
+		name   string
+		doc    []byte
+		cms    bool   // openssl smime cannot read or verify it; openssl cms can
+		reason string // "" accepted
+		text   string
+	}{
+		{name: "sha256", doc: pki.sign("endorser", list, "-md", "sha256")},
+		{name: "sha512", doc: pki.sign("endorser", list, "-md", "sha512")},
+		{name: "opaque (-nodetach)", doc: pki.sign("endorser", list, "-nodetach")},
+		{name: "opaque -text", doc: pki.sign("endorser", list, "-nodetach", "-text")},
+		{name: "list with a byte order mark", doc: pki.sign("endorser", bom)},
+		{name: "cms, issuer and serial", doc: pki.cmsSign("endorser", list), cms: true},
+		{name: "sha1", doc: pki.sign("endorser", list, "-md", "sha1"), reason: "weak-algorithm", text: "signed with sha1"},
+		{name: "md5", doc: pki.sign("endorser", list, "-md", "md5"), reason: "weak-algorithm", text: "signed with md5"},
+		{name: "sha224", doc: pki.sign("endorser", list, "-md", "sha224"), reason: "unsupported-signature", text: "digest sha224"},
+		{name: "rsa-pss", doc: pki.cmsSign("endorser", list, "-keyopt", "rsa_padding_mode:pss"), cms: true, reason: "unsupported-signature", text: "RSASSA-PSS"},
+		{name: "signer by key id", doc: pki.cmsSign("endorser", list, "-keyid"), cms: true, reason: "unsupported-signature", text: "subject key identifier"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if err := opensslVerify(t, openssl, caDir, c.doc, c.cms); err != nil {
+				t.Fatalf("openssl refuses it: %v", err)
+			}
+			refusedAs(t, caDir, appdbDN, appdbCA, c.doc, c.reason, c.text)
+		})
+	}
+
+	// What is not S/MIME at all says what it is.
+	for _, c := range []struct {
+		name string
+		doc  []byte
+		text string
+	}{
+		{"unsigned json", list, "this is a JSON document, not an S/MIME signed list"},
+		{"json with a byte order mark", bom, "this is a JSON document"},
+		{"html", []byte("<!DOCTYPE html>\n<html><head><title>AppDB - Sign in</title></head><body></body></html>\n"), "this is an HTML or XML page"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if opensslVerify(t, openssl, caDir, c.doc, false) == nil {
+				t.Fatal("openssl accepts it")
+			}
+			refusedAs(t, caDir, appdbDN, appdbCA, c.doc, "smime-malformed", c.text)
+		})
+	}
+}
+
+// TestSMIMEHeaderForms: the header of a list openssl signed, rewritten in the forms RFC 2045
+// and RFC 5322 allow (comments, folding, case, quoting); openssl and vmgate both accept each.
+func TestSMIMEHeaderForms(t *testing.T) {
+	openssl := requireTool(t, "openssl")
+	caDir := t.TempDir()
+	pki := newIGTFPKI(t, openssl, "igtf", appdbCA, caDir)
+	pki.issue("endorser", appdbDN, "", "")
+	pki.install()
+	doc := pki.sign("endorser", appdbListBytes(t, 1, ""))
+	hdr, body, ok := bytes.Cut(doc, []byte("\n\n"))
+	if !ok {
+		t.Fatal("no header")
+	}
+	m, err := smime.Parse(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = m
+	lines := strings.Split(string(hdr), "\n")
+	ct := lines[1] // Content-Type: multipart/signed; protocol="…"; micalg="sha-256"; boundary="…"
+	_, b, _ := strings.Cut(ct, `boundary="`)
+	b = strings.TrimSuffix(b, `"`)
+	for _, c := range []struct{ name, header string }{
+		{"comment after the version", "MIME-Version: 1.0 (Created by vmcaster)\n" + ct},
+		{"comment inside the version", "MIME-Version: 1.(produced by vmcaster)0\n" + ct},
+		{"comment in the content type", "MIME-Version: 1.0\nContent-Type: multipart/signed (a detached signature); protocol=\"application/x-pkcs7-signature\"; micalg=sha-256; boundary=\"" + b + "\""},
+		{"folded", "MIME-Version: 1.0\nContent-Type: multipart/signed;\n\tprotocol=\"application/x-pkcs7-signature\";\n\tmicalg=\"sha-256\";\n\tboundary=\"" + b + "\""},
+		{"case", "mime-version: 1.0\ncontent-type: Multipart/Signed; Protocol=\"Application/X-PKCS7-Signature\"; MICALG=SHA-256; BOUNDARY=\"" + b + "\""},
+		{"unquoted parameters", "MIME-Version: 1.0\nContent-Type: multipart/signed; protocol=\"application/x-pkcs7-signature\"; micalg=sha-256; boundary=" + b},
+		{"mail fields around", "From: appdb@example.eu\nSubject: VO image list\nMIME-Version: 1.0\n" + ct + "\nX-Mailer: vmcaster"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			d := append([]byte(c.header+"\n\n"), body...)
+			if err := opensslVerify(t, openssl, caDir, d, false); err != nil {
+				t.Fatalf("openssl refuses it: %v", err)
+			}
+			refusedAs(t, caDir, appdbDN, appdbCA, d, "", "")
+		})
+	}
+}
+
+// TestSMIMESignerWithEVAttributes: an endorser whose subject has the attributes OpenSSL
+// names but old tables did not (organizationIdentifier, businessCategory, jurisdictionC…)
+// is matched by the dn openssl prints.
+func TestSMIMESignerWithEVAttributes(t *testing.T) {
+	openssl := requireTool(t, "openssl")
+	caDir := t.TempDir()
+	pki := newIGTFPKI(t, openssl, "igtf", appdbCA, caDir)
+	subj := "/jurisdictionC=GR/jurisdictionST=Attica/jurisdictionL=Athens/businessCategory=Private Organization/serialNumber=123456/organizationIdentifier=VATGR-123456/C=GR/O=Example Research Network/CN=Robot:appdb@example.eu"
+	pki.issue("endorser", subj, "", "")
+	pki.install()
+	out := pki.run("x509", "-noout", "-subject", "-nameopt", "compat", "-in", "endorser.pem")
+	dn := strings.TrimPrefix(strings.TrimSpace(out), "subject=")
+	if dn != subj {
+		t.Fatalf("openssl prints %s", dn)
+	}
+	doc := pki.sign("endorser", appdbListBytes(t, 1, dn))
+	if err := opensslVerify(t, openssl, caDir, doc, false); err != nil {
+		t.Fatal(err)
+	}
+	refusedAs(t, caDir, dn, appdbCA, doc, "", "")
+}
+
+// TestSMIMEOneLineEveryOpenSSLName: a certificate whose subject holds every attribute
+// OpenSSL has a name for, and values in every string type, is printed by vmgate exactly as
+// `openssl x509 -noout -subject -nameopt compat` prints it.
+func TestSMIMEOneLineEveryOpenSSLName(t *testing.T) {
+	openssl := requireTool(t, "openssl")
+	str := func(tag int, b []byte) asn1.RawValue {
+		return asn1.RawValue{Class: asn1.ClassUniversal, Tag: tag, Bytes: b}
+	}
+	var rdns pkix.RDNSequence
+	for _, oid := range smime.NamedOIDs() {
+		rdns = append(rdns, pkix.RelativeDistinguishedNameSET{{Type: oid, Value: str(asn1.TagUTF8String, []byte("v"))}})
+	}
+	cn := asn1.ObjectIdentifier{2, 5, 4, 3}
+	bmp := []byte{0, 'J', 0, 'o', 0, 's', 0, 0xe9}
+	for _, v := range []asn1.RawValue{
+		str(asn1.TagUTF8String, []byte("Jos\u00e9 / \x7f\x01")),
+		str(asn1.TagPrintableString, []byte("Example Ltd.")),
+		str(asn1.TagIA5String, []byte("ops@example.org")),
+		str(asn1.TagT61String, []byte("Jos\xe9")),
+		str(30, bmp), // BMPString
+		str(28, []byte{0, 0, 0, 'a', 0, 0, 0, 0xe9}), // UniversalString
+		str(27, []byte{0, 0, 0, 'a', 0, 0, 0, 'b'}),  // GeneralString of 4-byte characters
+		str(27, []byte{0, 1, 0, 'a', 0, 0, 0, 'b'}),  // GeneralString that is not
+		str(asn1.TagOctetString, []byte("octets")),   // not a string type at all
+	} {
+		rdns = append(rdns, pkix.RelativeDistinguishedNameSET{{Type: cn, Value: v}})
+	}
+	// A multi-valued RDN and an OID OpenSSL has no name for.
+	rdns = append(rdns, pkix.RelativeDistinguishedNameSET{
+		{Type: asn1.ObjectIdentifier{0, 9, 2342, 19200300, 100, 1, 1}, Value: str(asn1.TagUTF8String, []byte("uid"))},
+		{Type: asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 99999, 7, 1}, Value: str(asn1.TagUTF8String, []byte("private"))},
+	})
+	raw, err := asn1.Marshal(rdns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), RawSubject: raw, NotBefore: time.Now(), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pemPath := writeTemp(t, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
+	out, err := runTool(t.TempDir(), os.Environ(), openssl, "x509", "-noout", "-subject", "-nameopt", "compat", "-in", pemPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := strings.TrimPrefix(strings.TrimRight(out, "\n"), "subject=")
+	got, err := smime.OneLineRaw(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != want {
+		g, w := strings.Split(got, "/"), strings.Split(want, "/")
+		for i := range min(len(g), len(w)) {
+			if g[i] != w[i] {
+				t.Errorf("attribute %d: vmgate %q, openssl %q", i, g[i], w[i])
+			}
+		}
+		if len(g) != len(w) {
+			t.Errorf("vmgate prints %d attributes, openssl %d", len(g), len(w))
+		}
+		t.FailNow()
+	}
+	t.Logf("%d attributes printed as openssl does", len(rdns))
 }

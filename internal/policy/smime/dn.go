@@ -6,6 +6,8 @@ import (
 	"crypto/x509/pkix"
 	"encoding/asn1"
 	"fmt"
+	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -109,4 +111,23 @@ func writeATV(b *strings.Builder, typ asn1.ObjectIdentifier, v []byte, tag int) 
 		}
 		b.WriteByte(c)
 	}
+}
+
+// NamedOIDs returns the OIDs OneLine names as OpenSSL does (its object table, generated
+// from OpenSSL 3.0's obj_mac.h), so that a test can compare every one with openssl.
+func NamedOIDs() []asn1.ObjectIdentifier {
+	oids := make([]asn1.ObjectIdentifier, 0, len(openSSLNames))
+	for s := range openSSLNames {
+		var oid asn1.ObjectIdentifier
+		for a := range strings.SplitSeq(s, ".") {
+			n, err := strconv.Atoi(a)
+			if err != nil {
+				panic("smime: bad OID in the generated table: " + s)
+			}
+			oid = append(oid, n)
+		}
+		oids = append(oids, oid)
+	}
+	slices.SortFunc(oids, func(a, b asn1.ObjectIdentifier) int { return strings.Compare(a.String(), b.String()) })
+	return oids
 }
