@@ -61,11 +61,12 @@ and certificates are not consulted, and keyless (certificate) signatures are ref
 Without --signature or --bundle the signature is read from FILE.sig.
 
 With --ca-dir, --dn and --ca, FILE is an S/MIME signed list as EGI AppDB (vmcaster)
-publishes it: the detached PKCS#7 signature inside FILE must verify over the list, be the
-only signature, and come from a certificate that chains to a CA in DIR, is valid now, is
-not revoked by its CA's CRL (DIR/<hash>.r0; a missing or expired CRL is a refusal), and
-whose subject and issuer, in OpenSSL's one-line form, are DN and CA and the list's hv:dn
-and hv:ca. Any extended key usage is accepted (host certificates rarely carry
+publishes it: the detached (or opaque) PKCS#7 signature inside FILE must verify over the
+list, not use SHA-1 or MD5, be the only signature, and come from a certificate that chains
+to a self-signed CA in DIR, is valid now, whose chain has no certificate revoked by its
+issuer's CRL (DIR/<hash>.r0, as openssl's -crl_check_all; a missing or expired CRL is a
+refusal), and whose subject and issuer, in OpenSSL's one-line form, are DN and CA and the
+list's hv:dn and hv:ca. Any extended key usage is accepted (host certificates rarely carry
 emailProtection): the pinned DN and CA are what make the signer the endorser.
 
 Exit codes:
