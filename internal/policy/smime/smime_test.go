@@ -6,6 +6,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/asn1"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"mime"
 	"os"
@@ -466,5 +467,38 @@ func TestWeakDigest(t *testing.T) {
 	_, err = Verify(wrap([]byte(`{}`), der), Trust{CADir: dir, DN: "/DC=org/DC=example/O=Hosts/CN=endorser.example.org", CA: "/DC=org/DC=example/CN=Go Test CA"}, pkiNow)
 	if !errors.Is(err, ErrWeakAlgorithm) || !strings.Contains(strings.ToLower(err.Error()), "sha1") {
 		t.Fatalf("want ErrWeakAlgorithm naming sha1, got %v", err)
+	}
+}
+
+// TestParseV1CRL: a v1 CRL made by openssl (testdata/openssl/v1.crl), which crypto/x509
+// alone refuses, is read with its entries, and its signature checks over its own bytes;
+// altered, it does not.
+func TestParseV1CRL(t *testing.T) {
+	b, _ := pem.Decode(readFixture(t, "v1.crl"))
+	c, _ := pem.Decode(readFixture(t, "v1-ca.pem"))
+	ca, err := x509.ParseCertificate(c.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := x509.ParseRevocationList(b.Bytes); err == nil {
+		t.Fatal("crypto/x509 reads v1 CRLs now: parseCRL's workaround can go")
+	}
+	crl, tbs, err := parseCRL(b.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(crl.RevokedCertificateEntries) != 1 || crl.RevokedCertificateEntries[0].SerialNumber.Text(16) != "1000" || !bytes.Equal(crl.RawIssuer, ca.RawSubject) {
+		t.Fatalf("crl %+v", crl)
+	}
+	if err := ca.CheckSignature(crl.SignatureAlgorithm, tbs, crl.Signature); err != nil {
+		t.Fatal(err)
+	}
+	altered := bytes.Clone(tbs)
+	altered[len(altered)-1] ^= 1
+	if err := ca.CheckSignature(crl.SignatureAlgorithm, altered, crl.Signature); err == nil {
+		t.Fatal("signature checks over altered bytes")
+	}
+	if _, _, err := parseCRL([]byte{0x30, 0x03, 0x02, 0x01, 0x05}); err == nil {
+		t.Fatal("garbage parsed")
 	}
 }

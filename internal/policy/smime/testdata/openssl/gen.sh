@@ -60,3 +60,6 @@ openssl smime -sign -in list.json -signer work/revoked.pem -inkey work/revoked.k
 sed 's|CN=endorser.example.org|CN=other.example.org|' list.json > work/other.json
 openssl smime -sign -in work/other.json -signer work/endorser.pem -inkey work/endorser.key -out names-other.smime
 rm -rf work
+# v1.crl and v1-ca.pem: a v1 CRL (no crlnumber, no crl_extensions) revoking serial 1000,
+# made with `openssl ca -gencrl` from a configuration without crlnumber; crypto/x509 alone
+# refuses it. Not regenerated here: TestParseV1CRL pins its content.
