@@ -687,13 +687,14 @@ func TestSMIMEOneLineEveryOpenSSLName(t *testing.T) {
 	for _, v := range []asn1.RawValue{
 		str(asn1.TagUTF8String, []byte("Jos\u00e9 / \x7f\x01")),
 		str(asn1.TagPrintableString, []byte("Example Ltd.")),
+		str(asn1.TagUTF8String, []byte("a+b\\c=d,e\"f")),
 		str(asn1.TagIA5String, []byte("ops@example.org")),
 		str(asn1.TagT61String, []byte("Jos\xe9")),
 		str(30, bmp), // BMPString
 		str(28, []byte{0, 0, 0, 'a', 0, 0, 0, 0xe9}), // UniversalString
-		str(27, []byte{0, 0, 0, 'a', 0, 0, 0, 'b'}),  // GeneralString of 4-byte characters
-		str(27, []byte{0, 1, 0, 'a', 0, 0, 0, 'b'}),  // GeneralString that is not
-		str(asn1.TagOctetString, []byte("octets")),   // not a string type at all
+		str(18, []byte("0123 456")),                  // NumericString
+		str(asn1.TagBitString, []byte{0, 'b', 0xff}), // the unused-bits byte is printed too
+		{Class: asn1.ClassUniversal, Tag: asn1.TagSequence, IsCompound: true, Bytes: []byte{0x0c, 0x01, 'x'}}, // not a string: its whole encoding
 	} {
 		rdns = append(rdns, pkix.RelativeDistinguishedNameSET{{Type: cn, Value: v}})
 	}

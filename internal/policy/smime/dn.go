@@ -18,14 +18,15 @@ type oidName struct{ short, long string }
 // OneLine renders a distinguished name the way `openssl x509 -subject -nameopt compat`
 // (X509_NAME_oneline) does and the way HEPiX lists write hv:dn and hv:ca:
 // "/DC=org/DC=example/CN=host.example.org", in the order of the certificate's RDN sequence
-// (not the reversed order of RFC 4514), each attribute of a multi-valued RDN as its own
-// "/type=value", the type as OpenSSL's short name or, for an OID OpenSSL has no name for,
-// dotted, bytes outside printable ASCII as \xHH. Prefer OneLineRaw: a pkix.Name has lost
+// (not the reversed order of RFC 4514), the attributes of a multi-valued RDN joined by "+",
+// the type as OpenSSL's short name or, for an OID OpenSSL has no name for, dotted, bytes
+// outside printable ASCII as \xHH, "/" and "+" in values as "\/" and "\+": what OpenSSL
+// 3.0 prints. Prefer OneLineRaw: a pkix.Name has lost
 // the string types, so a BMPString or UniversalString value cannot come out as OpenSSL
 // prints it.
 func OneLine(name pkix.Name) string {
 	var b strings.Builder
-	for _, atv := range name.Names {
+	for _, atv := range name.Names { // pkix.Name has flattened multi-valued RDNs
 		var v string
 		switch x := atv.Value.(type) {
 		case string:
@@ -35,9 +36,18 @@ func OneLine(name pkix.Name) string {
 		default:
 			v = fmt.Sprint(x)
 		}
-		writeATV(&b, atv.Type, []byte(v), asn1.TagUTF8String)
+		writeATV(&b, atv.Type, []byte(v), asn1.TagUTF8String, '/')
 	}
 	return b.String()
+}
+
+// rdnSep is what X509_NAME_oneline writes before the i-th attribute of an RDN: '/' before
+// the first, '+' between the attributes of a multi-valued RDN (OpenSSL 3.0).
+func rdnSep(i int) byte {
+	if i == 0 {
+		return '/'
+	}
+	return '+'
 }
 
 // rawATV is an AttributeTypeAndValue with its value's encoding kept.
@@ -63,53 +73,42 @@ func OneLineRaw(der []byte) (string, error) {
 	}
 	var b strings.Builder
 	for _, rdn := range seq {
-		for _, atv := range rdn {
+		for i, atv := range rdn {
 			v, tag := atv.Value.Bytes, atv.Value.Tag
 			if atv.Value.Class != asn1.ClassUniversal || atv.Value.IsCompound {
 				// Not a string: OpenSSL keeps such a value's whole encoding.
 				v, tag = atv.Value.FullBytes, -1
 			}
-			writeATV(&b, atv.Type, v, tag)
+			writeATV(&b, atv.Type, v, tag, rdnSep(i))
 		}
 	}
 	return b.String(), nil
 }
 
-const tagGeneralString = 27
-
-func writeATV(b *strings.Builder, typ asn1.ObjectIdentifier, v []byte, tag int) {
+func writeATV(b *strings.Builder, typ asn1.ObjectIdentifier, v []byte, tag int, sep byte) {
 	key := typ.String()
 	if n, ok := openSSLNames[key]; ok {
 		key = n.short
 	}
-	b.WriteByte('/')
+	b.WriteByte(sep)
 	b.WriteString(key)
 	b.WriteByte('=')
-	// X509_NAME_oneline prints the value's bytes as encoded, escaping every byte outside
-	// ' '..'~' (so UTF-8 comes out as \xC3\xA9 and a BMPString with \x00 between ASCII
-	// letters), except a GeneralString of 4-byte characters whose first three bytes are
-	// all zero: of that it prints every fourth byte.
-	keep := func(int) bool { return true }
-	if tag == tagGeneralString && len(v)%4 == 0 {
-		high := false
-		for j, c := range v {
-			if j%4 != 3 && c != 0 {
-				high = true
-			}
-		}
-		if !high {
-			keep = func(j int) bool { return j%4 == 3 }
-		}
+	if tag == asn1.TagBitString && len(v) > 0 {
+		v = v[1:] // the count of unused bits is not part of OpenSSL's ASN1_STRING data
 	}
-	for j, c := range v {
-		if !keep(j) {
-			continue
-		}
-		if c < ' ' || c > '~' {
+	// X509_NAME_oneline prints the value's bytes as encoded, escaping every byte outside
+	// ' '..'~' (so UTF-8 comes out as \xC3\xA9, a BMPString with \x00 between ASCII
+	// letters) and, since OpenSSL 3.0, the separators '/' and '+' with a backslash.
+	for _, c := range v {
+		switch {
+		case c < ' ' || c > '~':
 			fmt.Fprintf(b, `\x%02X`, c)
-			continue
+		case c == '/' || c == '+':
+			b.WriteByte('\\')
+			b.WriteByte(c)
+		default:
+			b.WriteByte(c)
 		}
-		b.WriteByte(c)
 	}
 }
 

@@ -282,13 +282,23 @@ func TestOneLine(t *testing.T) {
 		t.Fatal(err)
 	}
 	c, _ := x509.ParseCertificate(der)
-	const wantDN = `/DC=org/C=NL/ST=Noord-Holland/L=Amsterdam/O=Example/OU=Hosts/emailAddress=ops@example.org/1.3.6.1.4.1.99999.1=x/CN=Jos\xC3\xA9/host`
+	const wantDN = `/DC=org/C=NL/ST=Noord-Holland/L=Amsterdam/O=Example/OU=Hosts/emailAddress=ops@example.org/1.3.6.1.4.1.99999.1=x/CN=Jos\xC3\xA9\/host`
 	got, err := OneLineRaw(c.RawSubject)
 	if err != nil || got != wantDN {
 		t.Fatalf("OneLineRaw:\n got %s\nwant %s (%v)", got, wantDN, err)
 	}
 	if got := OneLine(c.Subject); got != wantDN {
 		t.Fatalf("OneLine:\n got %s\nwant %s", got, wantDN)
+	}
+	// A multi-valued RDN is joined by '+', as OpenSSL 3.0 prints it; '+' in a value is
+	// escaped.
+	rdns := pkix.RDNSequence{
+		{{Type: oidDC, Value: "org"}},
+		{{Type: oidCN, Value: "a+b"}, {Type: asn1.ObjectIdentifier{0, 9, 2342, 19200300, 100, 1, 1}, Value: "uid"}},
+	}
+	raw, _ := asn1.Marshal(rdns)
+	if got, err := OneLineRaw(raw); err != nil || got != `/DC=org/CN=a\+b+UID=uid` {
+		t.Fatalf("multi-valued RDN: %s (%v)", got, err)
 	}
 	if _, err := OneLineRaw([]byte{0x30, 0x03, 0x01}); err == nil {
 		t.Fatal("OneLineRaw accepts garbage")
