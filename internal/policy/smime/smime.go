@@ -4,16 +4,18 @@
 // certificate, issued by an IGTF CA; or an opaque application/pkcs7-mime signed-data that
 // carries the list inside (openssl smime -sign -nodetach).
 //
-// Verification follows what vmcatcher and `openssl smime -verify -CApath` do, and adds the
-// checks HEPiX sites rely on: exactly one signer; a chain to a CA in the site's IGTF
-// directory (<hash>.0 certificates); every link checked against its CA's CRL (<hash>.r0, as
-// fetch-crl writes it); the signer's subject and issuer, in OpenSSL's one-line form, equal to
-// the configured ones. Callers then compare them with the list's hv:dn and hv:ca.
+// Verification follows what vmcatcher and `openssl smime -verify -CApath -crl_check_all` do,
+// and adds the checks HEPiX sites rely on: no SHA-1 or MD5; exactly one signer; a chain to a
+// self-signed CA in the site's IGTF directory (<hash>.0 certificates); every certificate of
+// it checked against its issuer's CRL (<hash>.r0, as fetch-crl writes it); the signer's
+// subject and issuer, in OpenSSL's one-line form, equal to the configured ones. Callers then
+// compare them with the list's hv:dn and hv:ca.
 //
 // Security-critical (see internal/policy). The PKCS#7 structure is read by
 // github.com/smallstep/pkcs7 and certificates by crypto/x509; this package only finds the
 // bytes the signature covers in the MIME document, which is why it does not use
 // mime/multipart: that reader hands out decoded part bodies, not the exact bytes signed.
+// Header fields are read with net/textproto and mime, as RFC 2045 and RFC 5322 write them.
 package smime
 
 import (
