@@ -140,6 +140,9 @@ type imageEntry struct {
 // once rather than once per level of nesting. Duplicate keys in the list are refused: a
 // signed document should not say two things.
 func decodeList(data []byte) (map[string]json.RawMessage, []imageEntry, error) {
+	// A byte order mark is what some editors save before JSON; RFC 8259 lets a parser ignore
+	// it, and the signature was checked over the bytes as they are.
+	data = bytes.TrimPrefix(data, []byte("\ufeff"))
 	dec := json.NewDecoder(bytes.NewReader(data))
 	malformed := func(err error) error { return &MalformedError{Msg: jsonError(err)} }
 	if err := expectDelim(dec, '{'); err != nil {

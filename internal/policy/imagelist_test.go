@@ -52,6 +52,20 @@ func TestParseFixture(t *testing.T) {
 	}
 }
 
+// TestParseByteOrderMark: a list an editor saved with a byte order mark reads as without.
+func TestParseByteOrderMark(t *testing.T) {
+	l, err := Parse(append([]byte("\ufeff"), fixture(t)...))
+	if err != nil {
+		t.Fatalf("a list starting with a byte order mark: %v", err)
+	}
+	if l.Identifier != "5b0e7c9a-3f1d-4c2b-9e8a-7d6c5b4a3f2e" || len(l.Images) != 2 {
+		t.Errorf("list = %s with %d images", l.Identifier, len(l.Images))
+	}
+	if _, err := Parse(append([]byte("\ufeff\ufeff"), fixture(t)...)); err == nil {
+		t.Error("two byte order marks were accepted")
+	}
+}
+
 func TestParseNamesMissingKey(t *testing.T) {
 	base := string(fixture(t))
 	cases := []struct {
