@@ -124,6 +124,8 @@ func newEventMetrics(reg prometheus.Registerer) *eventMetrics {
 
 // watching is the subscription of one generation, for the audit loop to read domains through.
 type watching struct {
+	tried chan struct{} // closed after the first attempt to subscribe
+
 	mu sync.Mutex
 	w  audit.Watch // nil while not subscribed
 }
@@ -153,11 +155,17 @@ func (d *Daemon) watchLoop(ctx context.Context, cfg *config.Config, q *queue, st
 	uri := cfg.Serve.AuditConnect
 	wait := o.EventRetryMin
 	down := false // the subscription was lost or refused: say so once, and when it is back
+	tried := sync.OnceFunc(func() { close(st.tried) })
+	defer tried()
 	for {
 		w, err := d.audit.Subscribe(uri, func(uuid, kind string) {
 			m.events.WithLabelValues(kind).Inc()
 			q.add(uuid)
 		})
+		if err == nil {
+			st.set(w)
+		}
+		tried()
 		if err != nil {
 			m.failed.Inc()
 			if !down {
@@ -166,7 +174,6 @@ func (d *Daemon) watchLoop(ctx context.Context, cfg *config.Config, q *queue, st
 			}
 			down = true
 		} else {
-			st.set(w)
 			m.connected.Set(1)
 			if down {
 				log.Info("serve: audit: following libvirt's domain events again; judging every running VM for what was missed", "connect", uri)

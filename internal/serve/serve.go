@@ -271,9 +271,11 @@ func (d *Daemon) start(ctx context.Context, cfg *config.Config) (*generation, er
 	}
 	g.wg.Go(func() { d.pruneLoop(gctx, cfg) })
 	if cfg.Serve.AuditAction != config.AuditOff {
-		q, st := newQueue(d.opts.EventQueueMax, d.opts.Now), &watching{}
+		q, st := newQueue(d.opts.EventQueueMax, d.opts.Now), &watching{tried: make(chan struct{})}
 		if cfg.Serve.Events() {
 			g.wg.Go(func() { d.watchLoop(gctx, cfg, q, st) })
+		} else {
+			close(st.tried)
 		}
 		g.wg.Go(func() { d.auditLoop(gctx, cfg, q, st) })
 	}
@@ -425,6 +427,18 @@ func (d *Daemon) pruneLoop(ctx context.Context, cfg *config.Config) {
 // come, through st's connection, or every domain when q asks for it.
 func (d *Daemon) auditLoop(ctx context.Context, cfg *config.Config, q *queue, st *watching) {
 	o := &d.opts
+	// The first pass comes after the first subscription to the events: what changes after
+	// the pass's listing is then seen. A subscription that fails or takes long is not
+	// waited for: it asks for a pass of its own when it is made.
+	t := time.NewTimer(10 * time.Second)
+	select {
+	case <-ctx.Done():
+		t.Stop()
+		return
+	case <-st.tried:
+	case <-t.C:
+	}
+	t.Stop()
 	next := o.Now()
 	for {
 		now := o.Now()
