@@ -85,6 +85,7 @@ type eventMetrics struct {
 	failed    prometheus.Counter
 	judged    prometheus.Counter
 	delay     prometheus.Histogram
+	took      *prometheus.HistogramVec
 }
 
 func newEventMetrics(reg prometheus.Registerer) *eventMetrics {
@@ -114,11 +115,16 @@ func newEventMetrics(reg prometheus.Registerer) *eventMetrics {
 			Help:    "From a domain event to the end of its judgement (records written, action taken).",
 			Buckets: []float64{0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30},
 		}),
+		took: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "vmgate_audit_duration_seconds",
+			Help:    "How long the audit took to judge, by trigger: pass (every running domain) or event (the domains whose events came).",
+			Buckets: []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60},
+		}, []string{"trigger"}),
 	}
 	for _, k := range audit.EventKinds {
 		m.events.WithLabelValues(k)
 	}
-	reg.MustRegister(m.connected, m.events, m.lost, m.failed, m.judged, m.delay)
+	reg.MustRegister(m.connected, m.events, m.lost, m.failed, m.judged, m.delay, m.took)
 	return m
 }
 

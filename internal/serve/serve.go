@@ -451,7 +451,9 @@ func (d *Daemon) auditLoop(ctx context.Context, cfg *config.Config, q *queue, st
 		}
 		switch {
 		case full || !now.Before(next):
+			started := time.Now()
 			res := d.audit.Pass(ctx, cfg, now)
+			d.ev.took.WithLabelValues("pass").Observe(time.Since(started).Seconds())
 			d.observeAudit(res)
 			if !since.IsZero() {
 				d.ev.delay.Observe(o.Now().Sub(since).Seconds())
@@ -463,7 +465,13 @@ func (d *Daemon) auditLoop(ctx context.Context, cfg *config.Config, q *queue, st
 			next = o.Now().Add(wait)
 			continue
 		case len(uuids) > 0:
+			started := time.Now()
 			res := d.audit.Domains(ctx, cfg, now, r, uuids)
+			trigger := "event"
+			if res.Judged == nil {
+				trigger = "pass" // it fell back to a pass over every domain
+			}
+			d.ev.took.WithLabelValues(trigger).Observe(time.Since(started).Seconds())
 			d.observeAudit(res)
 			d.ev.judged.Add(float64(len(res.Judged)))
 			d.ev.delay.Observe(o.Now().Sub(since).Seconds())
