@@ -443,6 +443,11 @@ func (d *Daemon) auditLoop(ctx context.Context, cfg *config.Config, q *queue, st
 	for {
 		now := o.Now()
 		uuids, full, since := q.take()
+		if last := d.audit.Last(); len(uuids) > 0 && last != nil && last.Err != nil {
+			// The audit cannot judge now (no fresh snapshot, records not written): the pass
+			// it retries after RetryMin judges these too, rather than one pass per event.
+			uuids = nil
+		}
 		var r audit.Reader
 		if len(uuids) > 0 && !full {
 			if r = st.reader(); r == nil {
