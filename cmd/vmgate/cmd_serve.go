@@ -41,7 +41,7 @@ func newServeCommand(g *globalOptions) *cobra.Command {
 sync comes early by up to 10% at random, so that hypervisors do not fetch together; a refused
 list is fetched again after a minute, doubling up to refresh), ships the trace records to
 every sink in trace.sinks, prunes the journal by trace.retention every hour, audits the
-host's running VMs, and answers over HTTP on --listen, else serve.listen (default
+host's running VMs (periodically and on their libvirt events), and answers over HTTP on --listen, else serve.listen (default
 ` + config.DefaultListen + `):
 
   /healthz   200 "ok" when the snapshot is fresh, every sink's backlog is within its
@@ -55,6 +55,13 @@ would: vmgate_running_unendorsed by reason, /healthz, and a vm.audit trace recor
 time a VM's standing changes. serve.audit_action: terminate then acts as terminate
 --revoked does, with serve.audit_grace, audit_max and audit_timeout as its --grace, --max
 and --timeout; off turns the audit off (a host without libvirt).
+
+Between passes the audit follows libvirt's domain events on that read-only connection
+(serve.audit_events, default true): a device hot-plugged into a running VM (virsh
+attach-disk, attach-device: no hook runs), a start, a block job, a media change makes it
+judge that domain again within a second, reported as any finding. If libvirtd goes away it
+says so in the log and in vmgate_audit_events_connected, subscribes again (1s, doubling up
+to 1m) while the periodic audit goes on, and judges every domain once back.
 
 What a sync does is what vmgate sync does, trace records and image_dirs included. The hook
 does not need the daemon: while it is down, VMs are judged against the last snapshot until

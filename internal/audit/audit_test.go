@@ -2,7 +2,11 @@ package audit
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
+	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -23,6 +27,7 @@ type host struct {
 	vms   []terminate.VM
 	acted []string
 	write []bool // the write flag of each connection
+	reads int    // domains read one by one (Reader)
 }
 
 func (h *host) connect(_ string, write bool) (terminate.HostSource, error) {
@@ -185,5 +190,156 @@ func TestAuditWithoutSnapshotSaysSo(t *testing.T) {
 	res := New(Env{Connect: h.connect, Record: (&journal{}).record}).Pass(context.Background(), cfg, now)
 	if res.Err == nil || len(res.Findings) != 0 {
 		t.Fatalf("audit without a snapshot: %+v", res)
+	}
+}
+
+// Domain implements Reader: the host's domain by uuid, as the events' connection reads it.
+func (h *host) Domain(_ context.Context, uuid string) (terminate.VM, bool, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.reads++
+	for _, vm := range h.vms {
+		if vm.UUID == uuid {
+			return vm, true, nil
+		}
+	}
+	return terminate.VM{UUID: uuid}, false, nil
+}
+
+func (h *host) set(name, glance string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for i := range h.vms {
+		if h.vms[i].Name == name {
+			d := *h.vms[i].Domain
+			nova := *d.Nova
+			nova.Root = &domain.NovaRoot{Type: "image", ID: glance}
+			d.Nova = &nova
+			h.vms[i].Domain = &d
+		}
+	}
+}
+
+func (h *host) uuid(name string) string {
+	for _, vm := range h.vms {
+		if vm.Name == name {
+			return vm.UUID
+		}
+	}
+	return ""
+}
+
+func TestDomainsJudgesOneDomainIntoThePass(t *testing.T) {
+	cfg := setup(t, snapshot.Block{Kind: "user", Target: "mallory", Reason: "compromised", At: now.Add(-time.Hour)})
+	h := &host{}
+	h.run("a", "alice", "good")
+	h.run("b", "mallory", "good")
+	h.run("c", "alice", "good")
+	j := &journal{}
+	a := New(Env{Connect: h.connect, Record: j.record})
+
+	// Before any pass there is nothing to add to: a whole pass.
+	res := a.Domains(context.Background(), cfg, now, h, []string{h.uuid("a")})
+	if res.Judged != nil || res.Running != 3 || len(res.Findings) != 1 || h.reads != 0 {
+		t.Fatalf("first judgement: %+v, %d reads", res, h.reads)
+	}
+	lists := len(h.write)
+
+	// c changes under the audit (a disk hot-plugged): judged alone, b's finding kept.
+	h.set("c", "other")
+	res = a.Domains(context.Background(), cfg, now.Add(time.Second), h, []string{h.uuid("c"), h.uuid("c")})
+	if res.Err != nil || len(res.Judged) != 1 || res.Running != 3 || len(res.Findings) != 2 ||
+		res.Findings[0].Name != "b" || res.Findings[1].Name != "c" || res.Findings[1].Status != "unknown" || res.Recorded != 1 {
+		t.Fatalf("after c changed: %+v", res)
+	}
+	if len(h.write) != lists || h.reads != 1 {
+		t.Fatalf("judging one domain listed the host (%d connections) or read %d domains", len(h.write)-lists, h.reads)
+	}
+	if a.Last() != res {
+		t.Fatal("Last is not the merged result")
+	}
+	recs := j.events(trace.VMAudit)
+	if len(recs) != 2 || recs[1].Domain.Name != "c" || recs[1].Outcome != trace.OutcomeFailure || !strings.HasPrefix(recs[1].Reason, "unknown: ") {
+		t.Fatalf("records: %+v", recs)
+	}
+	// The next pass agrees: nothing new to record.
+	if res = a.Pass(context.Background(), cfg, now.Add(2*time.Second)); len(res.Findings) != 2 || res.Recorded != 0 {
+		t.Fatalf("pass after the judgement: %+v", res)
+	}
+
+	// c back as it was (the disk unplugged): compliant again, recorded once.
+	h.set("c", "good")
+	res = a.Domains(context.Background(), cfg, now.Add(3*time.Second), h, []string{h.uuid("c")})
+	if len(res.Findings) != 1 || res.Recorded != 1 || j.events(trace.VMAudit)[2].Outcome != trace.OutcomeSuccess {
+		t.Fatalf("after c was fixed: %+v", res)
+	}
+	// b stops: its finding goes, with no record (the hook records a stop).
+	h.mu.Lock()
+	h.vms = slices.DeleteFunc(h.vms, func(vm terminate.VM) bool { return vm.Name == "b" })
+	h.mu.Unlock()
+	res = a.Domains(context.Background(), cfg, now.Add(4*time.Second), h, []string{h.uuid("x"), "00000000-0000-4000-8000-000000000001"})
+	if len(res.Findings) != 0 || res.Running != 2 || res.Recorded != 0 || len(j.events(trace.VMAudit)) != 3 {
+		t.Fatalf("after b stopped: %+v", res)
+	}
+}
+
+// failingReader cannot read any domain: the events' connection went away.
+type failingReader struct{}
+
+func (failingReader) Domain(context.Context, string) (terminate.VM, bool, error) {
+	return terminate.VM{}, false, errors.New("connection closed")
+}
+
+func TestDomainsFallsBackToAPass(t *testing.T) {
+	cfg := setup(t)
+	h := &host{}
+	h.run("a", "alice", "good")
+	a := New(Env{Connect: h.connect, Record: (&journal{}).record, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	a.Pass(context.Background(), cfg, now)
+	h.set("a", "other")
+	res := a.Domains(context.Background(), cfg, now, failingReader{}, []string{h.uuid("a")})
+	if res.Judged != nil || res.Err != nil || len(res.Findings) != 1 || len(h.write) != 2 {
+		t.Fatalf("with a reader that fails: %+v, %d connections", res, len(h.write))
+	}
+}
+
+func TestDomainsTerminateCountsTheHostForAuditMax(t *testing.T) {
+	cfg := setup(t)
+	cfg.Serve.AuditAction = config.AuditTerminate
+	cfg.Serve.AuditMax = 1
+	h := &host{}
+	h.run("a", "alice", "other")
+	h.run("b", "bob", "good")
+	j := &journal{}
+	a := New(Env{Connect: h.connect, Record: j.record})
+	// a is a target: taken down by the pass.
+	res := a.Pass(context.Background(), cfg, now)
+	if len(res.Findings) != 1 || len(h.acted) != 1 {
+		t.Fatalf("first pass: %+v, acted %v", res, h.acted)
+	}
+	h.mu.Lock()
+	h.vms = h.vms[1:] // a went down
+	h.mu.Unlock()
+	// b alone: within audit_max, taken down.
+	h.set("b", "other")
+	res = a.Domains(context.Background(), cfg, now, h, []string{h.uuid("b"), "00000000-0000-4000-8000-000000000000"})
+	if res.ActErr != nil || len(h.acted) != 2 || h.acted[1] != "b" || len(j.events(trace.VMTerminated)) != 2 {
+		t.Fatalf("b after its event: err %v, acted %v", res.ActErr, h.acted)
+	}
+	if !h.write[len(h.write)-1] {
+		t.Fatal("acted over a read-only connection")
+	}
+
+	// Two targets on the host, audit_max 1: an event on one of them does not act.
+	h2 := &host{}
+	h2.run("x", "alice", "other")
+	h2.run("y", "bob", "other")
+	a2 := New(Env{Connect: h2.connect, Record: j.record})
+	cfg.Serve.AuditAction = config.AuditReport
+	a2.Pass(context.Background(), cfg, now)
+	cfg.Serve.AuditAction = config.AuditTerminate
+	res = a2.Domains(context.Background(), cfg, now, h2, []string{h2.uuid("y")})
+	if !errors.Is(res.ActErr, terminate.ErrTooMany) || len(h2.acted) != 0 || !strings.Contains(res.ActErr.Error(), "serve.audit_max 1") {
+		t.Fatalf("over audit_max across the host: err %v, acted %v", res.ActErr, h2.acted)
 	}
 }

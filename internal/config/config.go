@@ -574,11 +574,20 @@ type Serve struct {
 	AuditAction string `yaml:"audit_action"`
 	// AuditConnect is the libvirt URI audited.
 	AuditConnect string `yaml:"audit_connect"`
+	// AuditEvents makes the audit follow the domain events of audit_connect and judge a
+	// domain again within seconds of a change (a disk hot-plugged, a start); nil is true.
+	AuditEvents *bool `yaml:"audit_events"`
 	// AuditGrace, AuditMax and AuditTimeout are terminate's --grace, --max and --timeout
 	// for audit_action terminate.
 	AuditGrace   time.Duration `yaml:"audit_grace"`
 	AuditMax     int           `yaml:"audit_max"`
 	AuditTimeout time.Duration `yaml:"audit_timeout"`
+}
+
+// Events reports whether the audit follows libvirt's domain events: serve.audit_events,
+// true unless set, and never with the audit off.
+func (s *Serve) Events() bool {
+	return s.AuditAction != AuditOff && (s.AuditEvents == nil || *s.AuditEvents)
 }
 
 // Audit actions.

@@ -65,6 +65,15 @@ type Options struct {
 	// Audit is how the audit reaches libvirt and the trace journal [libvirt, the journal
 	// under state_dir].
 	Audit audit.Env
+	// EventSettle is how long the audit waits after a domain event before judging, so that
+	// a burst (a start sends several) is judged once [50ms].
+	EventSettle time.Duration
+	// EventRetryMin is the first wait before subscribing to libvirt's domain events again
+	// after a failure or a loss; it doubles up to EventRetryMax [1s, 1m].
+	EventRetryMin, EventRetryMax time.Duration
+	// EventQueueMax is how many domains may wait for a judgement after their events; more,
+	// and every running domain is judged instead [1000].
+	EventQueueMax int
 	// Now is the clock [time.Now]; Rand returns a number in [0, 1) [math/rand/v2].
 	Now  func() time.Time
 	Rand func() float64
@@ -101,6 +110,18 @@ func (o *Options) fill() {
 	if o.Audit.Log == nil {
 		o.Audit.Log = o.Log
 	}
+	if o.EventSettle <= 0 {
+		o.EventSettle = 50 * time.Millisecond
+	}
+	if o.EventRetryMin <= 0 {
+		o.EventRetryMin = time.Second
+	}
+	if o.EventRetryMax < o.EventRetryMin {
+		o.EventRetryMax = max(time.Minute, o.EventRetryMin)
+	}
+	if o.EventQueueMax <= 0 {
+		o.EventQueueMax = 1000
+	}
 }
 
 // Daemon is vmgate serve.
@@ -108,6 +129,7 @@ type Daemon struct {
 	opts  Options
 	m     *metrics.Metrics
 	audit *audit.Auditor // lives across reloads: it remembers what it recorded
+	ev    *eventMetrics
 
 	mu  sync.Mutex
 	cur *generation // the loops running now; nil between two
@@ -136,6 +158,9 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 	}
 	if d.m == nil {
 		d.m = metrics.New(metrics.Sources{StateDir: cfg.StateDir}, log, d.opts.Now)
+	}
+	if d.ev == nil {
+		d.ev = newEventMetrics(d.m.Registry())
 	}
 	// Read the journal once now rather than at the first scrape, which would wait for it.
 	go func() {
@@ -246,7 +271,13 @@ func (d *Daemon) start(ctx context.Context, cfg *config.Config) (*generation, er
 	}
 	g.wg.Go(func() { d.pruneLoop(gctx, cfg) })
 	if cfg.Serve.AuditAction != config.AuditOff {
-		g.wg.Go(func() { d.auditLoop(gctx, cfg) })
+		q, st := newQueue(d.opts.EventQueueMax, d.opts.Now), &watching{tried: make(chan struct{})}
+		if cfg.Serve.Events() {
+			g.wg.Go(func() { d.watchLoop(gctx, cfg, q, st) })
+		} else {
+			close(st.tried)
+		}
+		g.wg.Go(func() { d.auditLoop(gctx, cfg, q, st) })
 	}
 
 	d.mu.Lock()
@@ -392,35 +423,135 @@ func (d *Daemon) pruneLoop(ctx context.Context, cfg *config.Config) {
 
 // auditLoop judges every running domain every audit_interval, the first time at once; a
 // pass that could not judge (no snapshot yet, libvirt down) is tried again after RetryMin.
-func (d *Daemon) auditLoop(ctx context.Context, cfg *config.Config) {
+// Between passes it judges the domains that q holds (their events came) as soon as they
+// come, through st's connection, or every domain when q asks for it.
+func (d *Daemon) auditLoop(ctx context.Context, cfg *config.Config, q *queue, st *watching) {
 	o := &d.opts
+	// The first pass comes after the first subscription to the events: what changes after
+	// the pass's listing is then seen. A subscription that fails or takes long is not
+	// waited for: it asks for a pass of its own when it is made.
+	t := time.NewTimer(10 * time.Second)
+	select {
+	case <-ctx.Done():
+		t.Stop()
+		return
+	case <-st.tried:
+	case <-t.C:
+	}
+	t.Stop()
+	next := o.Now()
 	for {
-		res := d.audit.Pass(ctx, cfg, o.Now())
-		done, failed := 0, 0
-		if res.Acted != nil {
-			failed = len(res.Acted.Failed())
-			done = len(res.Acted.Results) - failed
+		now := o.Now()
+		uuids, full, since := q.take()
+		if last := d.audit.Last(); len(uuids) > 0 && last != nil && last.Err != nil {
+			// The audit cannot judge now (no fresh snapshot, records not written): the pass
+			// it retries after RetryMin judges these too, rather than one pass per event.
+			uuids = nil
 		}
-		d.m.ObserveAudit(res.ByReason(), res.Err, res.At, done, failed)
+		var r audit.Reader
+		if len(uuids) > 0 && !full {
+			if r = st.reader(); r == nil {
+				full = true // the connection of the events is gone: judge every domain
+			}
+		}
 		switch {
-		case res.Err != nil:
-			o.Log.Error("serve: audit of the running VMs", "err", res.Err)
-		case len(res.Findings) > 0:
-			o.Log.Warn("serve: audit: running VMs are not endorsed", "count", len(res.Findings), "running", res.Running,
-				"first", res.Findings[0].Name, "reason", res.Findings[0].Reason, "recorded", res.Recorded)
+		case full || !now.Before(next):
+			started := time.Now()
+			res := d.audit.Pass(ctx, cfg, now)
+			d.ev.took.WithLabelValues("pass").Observe(time.Since(started).Seconds())
+			d.observeAudit(res)
+			if !since.IsZero() {
+				d.ev.delay.Observe(o.Now().Sub(since).Seconds())
+			}
+			wait := cfg.Serve.AuditInterval
+			if res.Err != nil {
+				wait = min(wait, o.RetryMin)
+			}
+			next = o.Now().Add(wait)
+			continue
+		case len(uuids) > 0:
+			started := time.Now()
+			res := d.audit.Domains(ctx, cfg, now, r, uuids)
+			trigger := "event"
+			if res.Judged == nil {
+				trigger = "pass" // it fell back to a pass over every domain
+			}
+			d.ev.took.WithLabelValues(trigger).Observe(time.Since(started).Seconds())
+			d.observeAudit(res)
+			d.ev.judged.Add(float64(len(res.Judged)))
+			d.ev.delay.Observe(o.Now().Sub(since).Seconds())
+			if res.Judged == nil { // it made a whole pass
+				wait := cfg.Serve.AuditInterval
+				if res.Err != nil {
+					wait = min(wait, o.RetryMin)
+				}
+				next = o.Now().Add(wait)
+			}
+			continue
 		}
-		if res.ActErr != nil {
-			o.Log.Error("serve: audit_action terminate", "err", res.ActErr)
-		} else if done+failed > 0 {
-			o.Log.Warn("serve: audit_action terminate acted", "done", done, "failed", failed)
-		}
-		wait := cfg.Serve.AuditInterval
-		if res.Err != nil {
-			wait = min(wait, o.RetryMin)
-		}
-		if !sleepUntil(ctx, o.Now, o.Now().Add(wait)) {
+		if !d.waitAudit(ctx, next, q) {
 			return
 		}
+	}
+}
+
+// waitAudit waits until the next pass is due or an event came (and then EventSettle more,
+// for the rest of a burst); false when ctx ended first.
+func (d *Daemon) waitAudit(ctx context.Context, next time.Time, q *queue) bool {
+	o := &d.opts
+	for {
+		wait := next.Sub(o.Now())
+		if wait <= 0 {
+			return true
+		}
+		// At least every second: a clock that jumps (or a fake one in tests) is followed.
+		t := time.NewTimer(min(wait, time.Second))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return false
+		case <-t.C:
+			continue
+		case <-q.wake:
+			t.Stop()
+		}
+		settle := time.NewTimer(o.EventSettle)
+		select {
+		case <-ctx.Done():
+			settle.Stop()
+			return false
+		case <-settle.C:
+			return true
+		}
+	}
+}
+
+// observeAudit reports a pass, or a judgement after events, in the metrics and the log.
+func (d *Daemon) observeAudit(res *audit.Result) {
+	log := d.opts.Log
+	done, failed := 0, 0
+	if res.Acted != nil {
+		failed = len(res.Acted.Failed())
+		done = len(res.Acted.Results) - failed
+	}
+	d.m.ObserveAudit(res.ByReason(), res.Err, res.At, done, failed)
+	what := "serve: audit"
+	if res.Judged != nil {
+		what = "serve: audit after domain events"
+	}
+	switch {
+	case res.Err != nil:
+		log.Error(what+" of the running VMs", "err", res.Err)
+	case len(res.Findings) > 0:
+		log.Warn(what+": running VMs are not endorsed", "count", len(res.Findings), "running", res.Running,
+			"first", res.Findings[0].Name, "reason", res.Findings[0].Reason, "recorded", res.Recorded, "judged", len(res.Judged))
+	case res.Judged != nil:
+		log.Debug(what, "judged", res.Judged, "running", res.Running)
+	}
+	if res.ActErr != nil {
+		log.Error("serve: audit_action terminate", "err", res.ActErr)
+	} else if done+failed > 0 {
+		log.Warn("serve: audit_action terminate acted", "done", done, "failed", failed)
 	}
 }
 

@@ -130,6 +130,9 @@ func start(t *testing.T, l *loader, opts Options) *running {
 	if opts.Audit.Connect == nil {
 		opts.Audit.Connect = func(string, bool) (terminate.HostSource, error) { return noVMs{}, nil }
 	}
+	if opts.Audit.Subscribe == nil {
+		opts.Audit.Subscribe = (&events{}).subscribe
+	}
 	d, err := New(opts)
 	if err != nil {
 		t.Fatal(err)
