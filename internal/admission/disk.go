@@ -234,7 +234,7 @@ func (j *Judge) judgeOverlay(l qcow2.Layer, mem *memo) string {
 	if err != nil {
 		return fmt.Sprintf("cannot check overlay %s for data: %v", l.Path, err)
 	}
-	if empty || j.Op == OpMigrate {
+	if empty || j.Op == OpMigrate || j.Op == OpAdopt {
 		return ""
 	}
 	id, err := fileID(l.Path)

@@ -22,6 +22,9 @@ const (
 	OpPrepare = "prepare begin"
 	OpRestore = "restore begin"
 	OpMigrate = "migrate begin"
+	// OpAdopt is `vmgate hook adopt`: the operator takes the layers above endorsed bases of
+	// the domains a host runs today as their own state (see internal/adopt).
+	OpAdopt = "adopt"
 )
 
 // judgeMemoryImage adds to a decision what a restore or an incoming migration needs beyond
