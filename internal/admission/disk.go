@@ -106,10 +106,7 @@ func (j *Judge) judgeExempt(disk *Disk, d *domain.Domain, dd *domain.Disk, patte
 		why("is a %s source, not a file", dd.Type)
 		return
 	}
-	if b := couldBoot(d, dd); b != "" {
-		why("could boot: %s", b)
-		return
-	}
+	// What QEMU reads first: a qcow2 "medium" with a backing file is an image of its base.
 	chain, err := chainOf(dd)
 	if err != nil {
 		disk.Status, disk.Reason = StatusError, fmt.Sprintf("cannot follow its backing chain: %v", err)
@@ -122,6 +119,10 @@ func (j *Judge) judgeExempt(disk *Disk, d *domain.Domain, dd *domain.Disk, patte
 			disk.Reason = "backing chain of an exempt medium: " + disk.Reason
 			return
 		}
+	}
+	if b := couldBoot(d, dd); b != "" {
+		why("could boot: %s", b)
+		return
 	}
 	disk.Status, disk.Reason = StatusExempt, fmt.Sprintf("matches admission.exempt_disks %q", pattern)
 	disk.Image = nil

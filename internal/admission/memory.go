@@ -60,11 +60,15 @@ type Admitted struct {
 	Time   time.Time `json:"time"`
 	Op     string    `json:"op"` // "prepare begin", "migrate begin", "restore begin", "adopt"
 	Layers []Layer   `json:"layers"`
+	// Restoring marks a restore of a memory image vmgate did not admit (warn mode): libvirt
+	// runs prepare begin right after restore begin with the same XML, and that prepare must
+	// not take the domain for admitted. The next prepare begin consumes the mark.
+	Restoring bool `json:"restoring,omitempty"`
 }
 
 // Has reports whether id is one of the remembered layers.
 func (a *Admitted) Has(id FileID) bool {
-	if a == nil {
+	if a == nil || a.Restoring {
 		return false
 	}
 	for _, l := range a.Layers {

@@ -72,7 +72,7 @@ func (j *Judge) sameDisks(d *domain.Domain) string {
 	if err != nil {
 		return err.Error()
 	}
-	if a == nil {
+	if a == nil || a.Restoring {
 		return fmt.Sprintf("vmgate never admitted domain %s (uuid %s) on this host", d.Name, d.UUID)
 	}
 	for _, l := range Layers(d) {

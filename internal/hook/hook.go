@@ -96,9 +96,18 @@ func (h *run) remember(d *domain.Domain, dec admission.Decision, code int) {
 	}
 	m := admission.NewMemory(admission.MemoryDir(h.cfg.StateDir))
 	var err error
-	if dec.Endorsed && dec.Exemption == "" {
+	switch {
+	case dec.Endorsed && dec.Exemption == "":
+		// The prepare begin of a restore vmgate did not admit runs that memory image: it
+		// must not make the domain admitted, whatever its disks.
+		if a, lerr := m.Load(d.UUID); h.op == admission.OpPrepare && a != nil && a.Restoring || lerr != nil {
+			err = m.Forget(d.UUID)
+			break
+		}
 		err = m.Remember(d, h.op, h.env.Now())
-	} else {
+	case h.op == admission.OpRestore && d.UUID != "":
+		err = m.Store(admission.Admitted{UUID: d.UUID, Name: d.Name, Time: h.env.Now().UTC(), Op: h.op, Restoring: true})
+	default:
 		err = m.Forget(d.UUID)
 	}
 	if err != nil {
