@@ -217,11 +217,19 @@ func TestDiskAttacksOnRealGuests(t *testing.T) {
 	})
 
 	t.Run("base rewritten through a shared mapping", func(t *testing.T) {
-		// A base that the QEMU user can write, as libvirt's dynamic ownership leaves it.
 		base := filepath.Join(t.TempDir(), "base.raw")
 		if err := os.WriteFile(base, ds.goodBytes, 0o644); err != nil {
 			t.Fatal(err)
 		}
+		g := l.NewGuest(t, "mmap", GuestOptions{Disks: fileDisk("disk", "qcow2", ds.overlay(t, base), "vda", "virtio", "")})
+		if stderr, err := g.Start(); err != nil {
+			t.Fatalf("start on the endorsed base: %v\n%s", err, stderr)
+		}
+		g.Prints(t, "GOOD")
+		g.Destroy(t)
+		// libvirt's dynamic ownership gives the base to the QEMU user at every start (root
+		// here, qemu.conf user=root; libvirt-qemu on a stock host): give it to that user, as
+		// a stock host leaves it, so that a guest escaped into QEMU could write it.
 		if err := os.Chown(base, 64055, 64055); err != nil {
 			t.Fatal(err)
 		}
@@ -238,16 +246,13 @@ func TestDiskAttacksOnRealGuests(t *testing.T) {
 		m[0] = ds.goodBytes[0] // dirty the page: timestamps are stamped now, not at later writes
 		var before syscall.Stat_t
 		syscall.Stat(base, &before)
-		// Old enough for a cache key (imagehash's racy window is 2 s).
+		// Old enough for a cache key (imagehash's racy window is 2 s), then judged and hashed.
 		waitUntil(t, 10*time.Second, "the base's ctime to age", func() bool {
 			return time.Since(time.Unix(before.Ctim.Unix())) > 3*time.Second
 		})
-		g := l.NewGuest(t, "mmap", GuestOptions{Disks: fileDisk("disk", "qcow2", ds.overlay(t, base), "vda", "virtio", "")})
-		if stderr, err := g.Start(); err != nil {
-			t.Fatalf("start on the endorsed base: %v\n%s", err, stderr)
+		if out, _, code := ds.vmgate("check", g.xmlPath); code != 0 {
+			t.Fatalf("vmgate check on the endorsed base: exit %d\n%s", code, out)
 		}
-		g.Prints(t, "GOOD")
-		g.Destroy(t)
 		copy(m, bootSector("EVIL"))
 		var after syscall.Stat_t
 		syscall.Stat(base, &after)
@@ -256,7 +261,36 @@ func TestDiskAttacksOnRealGuests(t *testing.T) {
 		}
 		// Same device, inode, size, mtime and ctime: a cache keyed on them alone would serve
 		// the endorsed sum. vmgate hashes again a base that someone but root can write.
+		if out, _, code := ds.vmgate("check", g.xmlPath); code != 1 || !strings.Contains(out, "no subscribed list endorses it") {
+			t.Fatalf("vmgate check after the rewrite: exit %d\n%s", code, out)
+		}
 		ds.attack(t, g, "disk vda image "+base+" (sha512 ")
+	})
+
+	t.Run("immutable base owned by another user", func(t *testing.T) {
+		// libvirt's chown of a sealed base fails with EPERM; libvirt ignores that and QEMU,
+		// which may read the file, starts.
+		base := filepath.Join(t.TempDir(), "sealed.raw")
+		if err := os.WriteFile(base, ds.goodBytes, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chown(base, 64055, 64055); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := runTool("/", nil, "chattr", "+i", base); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { clearImmutable(t, base) })
+		g := l.NewGuest(t, "sealed", GuestOptions{Disks: fileDisk("disk", "qcow2", ds.overlay(t, base), "vda", "virtio", "")})
+		if stderr, err := g.Start(); err != nil {
+			t.Fatalf("start on a sealed base: %v\n%s", err, stderr)
+		}
+		g.Prints(t, "GOOD")
+		var st syscall.Stat_t
+		syscall.Stat(base, &st)
+		if st.Uid != 64055 {
+			t.Fatalf("the sealed base changed owner to %d", st.Uid)
+		}
 	})
 
 	t.Run("honest: fresh overlay, then the VM's own writes", func(t *testing.T) {
