@@ -4,9 +4,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/vmgate/vmgate/internal/admission"
+	"github.com/vmgate/vmgate/internal/adopt"
 	"github.com/vmgate/vmgate/internal/hook"
 )
 
@@ -89,5 +92,78 @@ Exit codes: 0 removed (or not installed), 2 error.`,
 		c.Flags().StringVar(&hooksDir, "hooks-dir", hook.DefaultHooksDir, "libvirt's hook directory")
 		cmd.AddCommand(c)
 	}
+	cmd.AddCommand(newAdoptCommand(g))
+	return cmd
+}
+
+func newAdoptCommand(g *globalOptions) *cobra.Command {
+	var all, dryRun bool
+	var connect string
+	cmd := &cobra.Command{
+		Use:   "adopt [--dry-run] (DOMAIN...|--all)",
+		Short: "Take the disk overlays of domains this host runs today as their own state",
+		Long: `adopt is for a host that ran VMs before vmgate was installed. The hook admits a qcow2
+overlay that already holds data only for a domain it admitted before with that very file
+(it remembers what it admitted in state_dir/admitted); the first start of such a VM would
+otherwise be refused. adopt reads each domain's current XML over a read-only libvirt
+connection (the live XML of a running domain), judges its base images as the hook does,
+and when they are endorsed now remembers every layer of its disks as the domain's own.
+
+Adopting is an act of trust in what the domains hold today: run it once, at installation
+(and after external snapshots made outside a start, which add layers the hook never saw).
+A domain admitted only through an exemption, or whose bases are not endorsed, is not
+adopted and is listed with the reason.
+
+Exit codes: 0 every domain named adopted, 1 some not adopted, 2 error.`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if all == (len(args) > 0) {
+				return fmt.Errorf("name the domains to adopt, or give --all")
+			}
+			cfg, err := g.loadConfig()
+			if err != nil {
+				return err
+			}
+			if connect == "" {
+				connect = cfg.Serve.AuditConnect
+			}
+			lv, err := adopt.OpenLibvirt(connect)
+			if err != nil {
+				return err
+			}
+			defer lv.Close()
+			now := time.Now()
+			j := admission.NewJudge(cfg, now)
+			defer j.Close()
+			res, err := adopt.Adopt(cmd.Context(), lv, args, j, admission.NewMemory(admission.MemoryDir(cfg.StateDir)), adopt.Options{DryRun: dryRun, Now: now})
+			out := cmd.OutOrStdout()
+			verb := "adopted"
+			if dryRun {
+				verb = "would adopt"
+			}
+			missed := 0
+			for _, r := range res {
+				if !r.Adopted {
+					missed++
+					fmt.Fprintf(out, "not adopted %s (%s): %s\n", r.Name, r.UUID, r.Reason)
+					continue
+				}
+				fmt.Fprintf(out, "%s %s (%s):", verb, r.Name, r.UUID)
+				for _, l := range r.Layers {
+					fmt.Fprintf(out, " %s=%s", l.Disk, l.Path)
+				}
+				fmt.Fprintln(out)
+			}
+			if err != nil {
+				return err
+			}
+			if missed > 0 {
+				return &outcome{code: exitRefused} // each domain already explained above
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&all, "all", false, "every domain defined or running on this host")
+	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "say what would be adopted; remember nothing")
+	cmd.Flags().StringVar(&connect, "connect", "", "libvirt URI (default serve.audit_connect, qemu:///system)")
 	return cmd
 }

@@ -139,12 +139,12 @@ func afterSync(ctx context.Context, cfg *config.Config, log *slog.Logger, rep *p
 		return fmt.Errorf("the sync took effect and is in the history, but its trace records could not be written: %w", err)
 	}
 	if len(cfg.ImageDirs) > 0 {
-		st, err := imagehash.New(admission.HashCacheDir(cfg.StateDir)).Prehash(ctx, cfg.ImageDirs, log)
+		st, err := imagehash.New(admission.HashCacheDir(cfg.StateDir)).Prehash(ctx, cfg.ImageDirs, log, true)
 		if err != nil {
 			return fmt.Errorf("image_dirs: %w", err)
 		}
 		if st.Hashed > 0 {
-			log.Info("serve: image_dirs hashed", "files", st.Files, "hashed", st.Hashed, "mib", st.Bytes>>20, "skipped", st.Errors)
+			log.Info("serve: image_dirs hashed", "files", st.Files, "hashed", st.Hashed, "mib", st.Bytes>>20, "skipped", st.Errors, "sealed", st.Sealed, "unsealed", st.Unsealed)
 		}
 	}
 	return nil

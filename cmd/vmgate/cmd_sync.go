@@ -27,8 +27,12 @@ signature, verifies the signature against the subscription's keys before reading
 checks the list (identifier, dates, max_age, version never going back, duplicates), records
 what changed in the history, and writes a new snapshot for the hook.
 
-With image_dirs configured, it then hashes the files in them that it has not hashed yet,
-so that a VM's first start does not wait for its base image to be read.
+With image_dirs configured, it then makes each file in them immutable (chattr +i; qcow2
+overlays and files a running VM writes to are left writable and logged) and hashes the ones
+it has not hashed yet, so that a VM's first start does not wait for its base image to be
+read. The hook serves a cached sum only for a file that cannot have changed since it was
+hashed: immutable, under fs-verity, or writable by root alone; any other base image is read
+in full at every start. chattr -i lets you change an image; sync seals it again.
 
 A refused list changes nothing: the last accepted list of that subscription stays in force
 until it expires. The snapshot is written for the others all the same.
@@ -71,12 +75,15 @@ could not list or change Glance.`,
 			}
 			if len(cfg.ImageDirs) > 0 {
 				// Hash new base images now, so that their first VM start does not wait.
-				st, err := imagehash.New(admission.HashCacheDir(cfg.StateDir)).Prehash(cmd.Context(), cfg.ImageDirs, log)
+				st, err := imagehash.New(admission.HashCacheDir(cfg.StateDir)).Prehash(cmd.Context(), cfg.ImageDirs, log, true)
 				if err != nil {
 					return fmt.Errorf("image_dirs: %w", err)
 				}
 				fmt.Fprintf(cmd.OutOrStdout(), "image_dirs: %d files, %d hashed now (%d MiB), %d already known, %d skipped\n",
 					st.Files, st.Hashed, st.Bytes>>20, st.Cached, st.Errors)
+				if st.Sealed > 0 || st.Unsealed > 0 {
+					fmt.Fprintf(cmd.OutOrStdout(), "image_dirs: %d made immutable now (chattr -i to change one), %d left writable and hashed at every start (see the log)\n", st.Sealed, st.Unsealed)
+				}
 			}
 			if gr := rep.Glance; gr != nil && (gr.Err != nil || len(gr.GuardErrs) > 0) {
 				return &outcome{code: exitError} // already explained on stderr

@@ -16,7 +16,6 @@ import (
 	"github.com/vmgate/vmgate/internal/config"
 	"github.com/vmgate/vmgate/internal/domain"
 	"github.com/vmgate/vmgate/internal/policy/snapshot"
-	"github.com/vmgate/vmgate/internal/qcow2"
 )
 
 // Hasher returns the lower-case hex sha512 of a file's bytes.
@@ -32,6 +31,13 @@ type Judge struct {
 	Hasher      Hasher
 	Config      config.Admission
 	Now         time.Time
+	// Memory is what this host admitted before (see Memory); nil: nothing, so an overlay
+	// that holds data is refused.
+	Memory *Memory
+	// Op is the libvirt operation being judged: "prepare begin" (also for ""), "restore
+	// begin" or "migrate begin". Restores and incoming migrations carry a memory image,
+	// which no list can endorse (see restore.go).
+	Op string
 }
 
 // Disk statuses in a decision, beside the snapshot's endorsed, revoked and expired.
@@ -104,10 +110,13 @@ func (j *Judge) decide(d *domain.Domain) Decision {
 	if len(d.Filesystems) > 0 {
 		return refuse("the domain shares host file system %s into the guest, which no image list can vouch for; exempt the domain by name in admission.exempt_domains if this is intended", d.Filesystems[0])
 	}
+	var dec Decision
 	if d.Nova != nil {
-		return j.decideNova(d.Nova)
+		dec = j.decideNova(d.Nova)
+	} else {
+		dec = j.decideDisks(d)
 	}
-	return j.decideDisks(d)
+	return j.judgeMemoryImage(d, dec)
 }
 
 // ownerBlocked refuses a Nova instance whose user or project the site blocked.
@@ -201,89 +210,6 @@ func (j *Judge) decideNova(n *domain.Nova) Decision {
 	}
 	j.judgeEntry(&disk, e)
 	return j.conclude([]Disk{disk})
-}
-
-// decideDisks judges a plain-libvirt domain by the base image of every disk's backing chain.
-func (j *Judge) decideDisks(d *domain.Domain) Decision {
-	var disks []Disk
-	for i := range d.Disks {
-		dd := &d.Disks[i]
-		if dd.Empty() {
-			continue // a CD-ROM drive with no medium, say
-		}
-		disk := Disk{Target: dd.Target, Source: describeSource(dd)}
-		if p := j.exemptDisk(dd); p != "" {
-			disk.Status, disk.Reason = StatusExempt, fmt.Sprintf("matches admission.exempt_disks %q", p)
-			disks = append(disks, disk)
-			continue
-		}
-		j.judgeDisk(&disk, dd)
-		disks = append(disks, disk)
-	}
-	return j.conclude(disks)
-}
-
-func (j *Judge) exemptDisk(dd *domain.Disk) string {
-	if dd.Source == nil || dd.Source.Path == "" {
-		return ""
-	}
-	for _, p := range j.Config.ExemptDisks {
-		// A pattern without a slash matches the file name, one with a slash the whole path.
-		name := dd.Source.Path
-		if !strings.Contains(p, "/") {
-			name = path.Base(name)
-		}
-		if ok, _ := path.Match(p, name); ok {
-			return p
-		}
-	}
-	return ""
-}
-
-func describeSource(dd *domain.Disk) string {
-	s := dd.Source
-	switch {
-	case s == nil:
-		return ""
-	case s.Path != "":
-		return s.Path
-	case s.Protocol != "":
-		return s.Protocol + ":" + s.Name
-	case s.Volume != "":
-		return s.Pool + "/" + s.Volume
-	}
-	return ""
-}
-
-func (j *Judge) judgeDisk(disk *Disk, dd *domain.Disk) {
-	if dd.Type != "file" {
-		disk.Status = StatusError
-		disk.Reason = fmt.Sprintf("is a %s disk; vmgate identifies images by the bytes of files only (exempt it with admission.exempt_disks if it holds no image)", dd.Type)
-		return
-	}
-	chain, err := qcow2.Chain(dd.Source.Path, qcow2.Options{Format: dd.Format})
-	if err != nil {
-		disk.Status, disk.Reason = StatusError, fmt.Sprintf("cannot follow its backing chain: %v", err)
-		return
-	}
-	base := chain[len(chain)-1].Path
-	disk.Source = base
-	sum, err := j.Hasher.SHA512(base)
-	if err != nil {
-		disk.Status, disk.Reason = StatusError, fmt.Sprintf("cannot hash base image %s: %v", base, err)
-		return
-	}
-	disk.SHA512 = sum
-	e, ok, err := j.Snapshot.Lookup(sum)
-	switch {
-	case err != nil:
-		disk.Status, disk.Reason = StatusError, fmt.Sprintf("cannot read vmgate's snapshot (%v): run `vmgate sync`", err)
-	case j.blockDisk(disk, e):
-	case !ok:
-		disk.Status, disk.Reason = StatusUnknown, "no subscribed list endorses it"
-	default:
-		j.judgeEntry(disk, e)
-	}
 }
 
 // judgeEntry sets the disk's status from what the snapshot says of its image.

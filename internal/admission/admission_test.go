@@ -91,6 +91,12 @@ func plain(name string, disks ...string) *domain.Domain {
 	return d
 }
 
+// media makes disk i of d a read-only removable medium of the given device kind.
+func media(d *domain.Domain, i int, device string) *domain.Domain {
+	d.Disks[i].Device, d.Disks[i].ReadOnly = device, true
+	return d
+}
+
 func nova(root, rootType, project string) *domain.Domain {
 	return &domain.Domain{Name: "instance-0000002a", UUID: "7d3c1f0e-5b8a-4f1e-9c2d-0a1b2c3d4e5f", Nova: &domain.Nova{
 		Name: "analysis-node-3", UserID: "u1", ProjectID: project, Root: &domain.NovaRoot{Type: rootType, ID: root}}}
@@ -117,8 +123,8 @@ func TestPlainDomains(t *testing.T) {
 		{"revoked", plain("vm", revoked), false, "not endorsed: disk vda image " + revoked + " (sha512 " + revokedSHA[:16] + "…): removed from list \"example\" version 20261120"},
 		{"unknown", plain("vm", unknown), false, "): no subscribed list endorses it"},
 		{"endorsed and unknown", plain("vm", good, unknown), false, "disk vdb image"},
-		{"endorsed and exempt iso", plain("vm", good, iso), true, ""},
-		{"only an exempt iso", plain("vm", iso), false, "no disk with an endorsed image"},
+		{"endorsed and exempt iso", media(plain("vm", good, iso), 1, "cdrom"), true, ""},
+		{"only an exempt iso", media(plain("vm", iso), 0, "cdrom"), false, "no disk with an endorsed image"},
 		{"no disk", plain("vm"), false, "no disk with an image"},
 		{"missing file", plain("vm", filepath.Join(w.dir, "gone.qcow2")), false, "cannot follow its backing chain"},
 	}
@@ -132,7 +138,7 @@ func TestPlainDomains(t *testing.T) {
 		}
 	}
 	// An endorsed image is recorded with the endorsement that vouched for it.
-	dec := j.Decide(plain("vm", good, iso))
+	dec := j.Decide(media(plain("vm", good, iso), 1, "cdrom"))
 	if d := dec.Disks[0]; d.Status != "endorsed" || d.SHA512 != goodSHA || d.Image.Identifier != "img-"+goodSHA[:6] {
 		t.Errorf("disk 0 = %+v", d)
 	}

@@ -17,6 +17,7 @@ func NewJudge(cfg *config.Config, now time.Time) *Judge {
 		Hasher: cachedHasher{imagehash.New(HashCacheDir(cfg.StateDir))},
 		Config: cfg.Admission,
 		Now:    now,
+		Memory: &Memory{dir: MemoryDir(cfg.StateDir)},
 	}
 	j.Snapshot, j.SnapshotErr = snapshot.Open(cfg.Paths().Snapshot())
 	return j

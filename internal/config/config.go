@@ -182,6 +182,12 @@ const (
 	ModeWarn    = "warn"    // allow, but record what would have been refused
 )
 
+// Values of admission.incoming_migration.
+const (
+	MigrationJudge  = "judge"  // judge the base images; the VM's state comes from the source
+	MigrationRefuse = "refuse" // refuse every incoming migration
+)
+
 // Admission configures the hook's decision. Every exemption is recorded each time it is used.
 type Admission struct {
 	Mode string `yaml:"mode"`
@@ -189,9 +195,16 @@ type Admission struct {
 	// content no image list can vouch for.
 	AllowBootFromVolume bool `yaml:"allow_boot_from_volume"`
 	// ExemptDisks are glob patterns (path.Match) on disk source files that need no
-	// endorsement: ISOs, config drives, empty data volumes. A pattern without a slash
-	// matches the file name ("*.iso"), one with a slash the whole path.
+	// endorsement. They exempt only read-only CD-ROM and floppy media that the firmware
+	// cannot boot, and never count as the endorsed disk; what lies below such a file in a
+	// backing chain is judged as usual. A pattern without a slash matches the file name
+	// ("*.iso"), one with a slash the whole path.
 	ExemptDisks []string `yaml:"exempt_disks"`
+	// IncomingMigration is what the hook does when a domain migrates in (migrate begin on
+	// this host): "judge" (the default) judges its base images as at a start and takes its
+	// overlays' data and its memory as the VM's state on the source host; "refuse" refuses
+	// every incoming migration.
+	IncomingMigration string `yaml:"incoming_migration"`
 	// ExemptDomains are glob patterns on domain names that are admitted without a check.
 	ExemptDomains []string `yaml:"exempt_domains"`
 	// ExemptProjects are Keystone project ids whose instances are admitted without a check.
@@ -279,6 +292,9 @@ func Load(path string) (*Config, error) {
 func (c *Config) fillDefaults() {
 	if c.Admission.Mode == "" {
 		c.Admission.Mode = ModeEnforce
+	}
+	if c.Admission.IncomingMigration == "" {
+		c.Admission.IncomingMigration = MigrationJudge
 	}
 	if c.StateDir == "" {
 		c.StateDir = DefaultStateDir
@@ -380,6 +396,9 @@ func (c *Config) Validate() error {
 func (a *Admission) validate() error {
 	if a.Mode != ModeEnforce && a.Mode != ModeWarn {
 		return fmt.Errorf("config: admission.mode %q: want %s or %s", a.Mode, ModeEnforce, ModeWarn)
+	}
+	if a.IncomingMigration != MigrationJudge && a.IncomingMigration != MigrationRefuse {
+		return fmt.Errorf("config: admission.incoming_migration %q: want %s or %s", a.IncomingMigration, MigrationJudge, MigrationRefuse)
 	}
 	for key, pats := range map[string][]string{"admission.exempt_disks": a.ExemptDisks, "admission.exempt_domains": a.ExemptDomains} {
 		for _, p := range pats {

@@ -40,6 +40,9 @@ type Domain struct {
 	// Nova sets it to the instance uuid (or the host's serial, per its sysinfo_serial option).
 	SMBIOSSerial string
 	Disks        []Disk
+	// Boot is what <os> says about boot devices, for deciding whether a removable medium
+	// could boot.
+	Boot Boot
 	// Kernel and Initrd are set when the domain boots a kernel directly (<os><kernel>): an
 	// image that no disk shows.
 	Kernel, Initrd string
@@ -70,9 +73,22 @@ type Disk struct {
 	// Target is the guest device name from <target dev>: "vda", "hdd".
 	Target   string
 	ReadOnly bool
+	// BootOrder is the disk's <boot order>, 0 when it has none.
+	BootOrder int
 	// BackingStore is the chain below Source that libvirt put in the XML, if any. nil means
 	// the XML does not say and libvirt will read the image headers itself.
 	BackingStore *BackingStore
+}
+
+// Boot is what <os> says about booting.
+type Boot struct {
+	// Devs are the <os><boot dev> values in order: "hd", "cdrom", "fd", "network".
+	Devs []string
+	// Menu is <bootmenu enable='yes'>: whoever sees the console may pick any device.
+	Menu bool
+	// UEFI is set when the domain boots UEFI firmware (<os firmware='efi'>, or a <loader>
+	// of type pflash), which may boot removable media that no boot entry names.
+	UEFI bool
 }
 
 // Empty reports whether the drive holds no medium, by libvirt's rule: a local source (file,

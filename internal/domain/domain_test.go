@@ -22,6 +22,7 @@ func TestParseFixtures(t *testing.T) {
 			Name:         "instance-00000003",
 			UUID:         "0de1a539-75ac-4b02-9712-69e774009d60",
 			SMBIOSSerial: "0de1a539-75ac-4b02-9712-69e774009d60",
+			Boot:         Boot{Devs: []string{"hd"}},
 			Disks: []Disk{{
 				Device: "disk",
 				Type:   "file",
@@ -75,6 +76,7 @@ func novaInstance() *Domain {
 		Name:         "instance-0000002a",
 		UUID:         "7d3c1f0e-5b8a-4f1e-9c2d-0a1b2c3d4e5f",
 		SMBIOSSerial: "7d3c1f0e-5b8a-4f1e-9c2d-0a1b2c3d4e5f",
+		Boot:         Boot{Devs: []string{"hd"}},
 		Disks: []Disk{
 			{
 				Device: "disk",

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -155,8 +156,18 @@ type domainXML struct {
 }
 
 type osXML struct {
-	Kernel []string `xml:"kernel"`
-	Initrd []string `xml:"initrd"`
+	Firmware string   `xml:"firmware,attr"`
+	Kernel   []string `xml:"kernel"`
+	Initrd   []string `xml:"initrd"`
+	Boot     []struct {
+		Dev string `xml:"dev,attr"`
+	} `xml:"boot"`
+	BootMenu []struct {
+		Enable string `xml:"enable,attr"`
+	} `xml:"bootmenu"`
+	Loader []struct {
+		Type string `xml:"type,attr"`
+	} `xml:"loader"`
 }
 
 type metadataXML struct {
@@ -198,6 +209,9 @@ type diskXML struct {
 	} `xml:"target"`
 	ReadOnly     []struct{}        `xml:"readonly"`
 	BackingStore []backingStoreXML `xml:"backingStore"`
+	Boot         []struct {
+		Order string `xml:"order,attr"`
+	} `xml:"boot"`
 }
 
 type sourceXML struct {
@@ -337,6 +351,17 @@ func (x *domainXML) convert() (*Domain, error) {
 		if initrd != nil {
 			d.Initrd = strings.TrimSpace(*initrd)
 		}
+		for _, b := range osx.Boot {
+			d.Boot.Devs = append(d.Boot.Devs, b.Dev)
+		}
+		// Whatever the first <bootmenu> says; a second one only makes it possible.
+		for _, m := range osx.BootMenu {
+			d.Boot.Menu = d.Boot.Menu || m.Enable == "yes"
+		}
+		d.Boot.UEFI = osx.Firmware == "efi"
+		for _, l := range osx.Loader {
+			d.Boot.UEFI = d.Boot.UEFI || l.Type == "pflash"
+		}
 	}
 	devices, err := one(x.Devices, "<devices>")
 	if err != nil {
@@ -416,6 +441,18 @@ func (x *diskXML) convert() (Disk, error) {
 		d.Target = target.Dev
 	}
 	d.ReadOnly = len(x.ReadOnly) > 0
+	boot, err := one(x.Boot, "<boot>")
+	if err != nil {
+		return d, err
+	}
+	if boot != nil {
+		// libvirt refuses an order that is not a positive number; any <boot> marks the disk
+		// as a boot device, so an unreadable order counts as one.
+		d.BootOrder = 1
+		if n, err := strconv.Atoi(boot.Order); err == nil && n > 0 {
+			d.BootOrder = n
+		}
+	}
 	if d.BackingStore, err = convertBackingStore(x.BackingStore, 1); err != nil {
 		return d, err
 	}

@@ -76,9 +76,44 @@ func Run(e Env) int {
 		rec.Event, rec.Outcome = event, trace.OutcomeSuccess
 		return h.finish(false, true, "", &rec)
 	}
-	dec := admission.NewJudge(cfg, e.Now()).Decide(d)
+	j := admission.NewJudge(cfg, e.Now())
+	j.Op = op
+	dec := j.Decide(d)
 	fillDecision(&rec, dec)
-	return h.finish(true, dec.Allow, dec.Reason, &rec)
+	code := h.finish(true, dec.Allow, dec.Reason, &rec)
+	h.remember(d, dec, code)
+	return code
+}
+
+// remember keeps what vmgate admitted on this host (admission.Memory), once the start is
+// allowed and recorded: the domain's layers are its own state from now on. A domain that
+// runs something vmgate did not find endorsed (warn mode, an exempt domain) is forgotten,
+// so that neither its overlays nor a memory image of it pass for admitted later. A refused
+// start changes nothing: the domain did not run.
+func (h *run) remember(d *domain.Domain, dec admission.Decision, code int) {
+	if code != ExitAllow {
+		return
+	}
+	m := admission.NewMemory(admission.MemoryDir(h.cfg.StateDir))
+	var err error
+	switch {
+	case dec.Endorsed && dec.Exemption == "":
+		// The prepare begin of a restore vmgate did not admit runs that memory image: it
+		// must not make the domain admitted, whatever its disks.
+		if a, lerr := m.Load(d.UUID); h.op == admission.OpPrepare && a != nil && a.Restoring || lerr != nil {
+			err = m.Forget(d.UUID)
+			break
+		}
+		err = m.Remember(d, h.op, h.env.Now())
+	case h.op == admission.OpRestore && d.UUID != "":
+		err = m.Store(admission.Admitted{UUID: d.UUID, Name: d.Name, Time: h.env.Now().UTC(), Op: h.op, Restoring: true})
+	default:
+		err = m.Forget(d.UUID)
+	}
+	if err != nil {
+		// The start goes on: a missing memory can only make a later start stricter.
+		fmt.Fprintf(h.env.Stderr, "vmgate: warning: %s %s: %v\n", h.name, h.op, err)
+	}
 }
 
 // gatedOps are the operations that start a domain on this host.

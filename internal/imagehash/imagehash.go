@@ -8,6 +8,10 @@
 // the many hook processes libvirt may run at once see a whole entry or none. An entry that does
 // not read back exactly as it was written is ignored and recomputed, never trusted.
 //
+// A cached sum is served only while the file cannot have changed: immutable (chattr +i),
+// under fs-verity, or writable by root alone (see trust_linux.go). Any other file is hashed
+// at every Sum: its identity does not prove that its bytes are the same.
+//
 // Whoever can write the cache directory could map an image to any sum, so the directory is
 // created 0700 and entries not owned by root or the current user, or writable by others, are
 // ignored.
@@ -71,6 +75,10 @@ type Result struct {
 	Size int64
 	// Cached reports whether SHA512 came from the cache rather than from reading the file.
 	Cached bool
+	// Trust says why the file cannot change behind the cache (TrustImmutable, TrustVerity,
+	// TrustRootOnly); "" when it can, and then Distrust says why, the sum is not cached and
+	// every Sum reads the whole file again.
+	Trust, Distrust string
 	// StoreErr, when set, says why a freshly computed sum could not be cached. SHA512 is still
 	// right: callers should log it, not fail.
 	StoreErr error
@@ -91,9 +99,13 @@ func (c *Cache) sum(ctx context.Context, path string, buf []byte) (Result, error
 	if err != nil {
 		return Result{}, err
 	}
-	if sum, ok := c.lookup(id); ok {
-		syscall.Close(fd)
-		return Result{SHA512: sum, Size: id.size, Cached: true}, nil
+	// A cached sum is served only for a file that cannot have changed since (see trust).
+	how, distrust := trust(fd)
+	if how != "" {
+		if sum, ok := c.lookup(id); ok {
+			syscall.Close(fd)
+			return Result{SHA512: sum, Size: id.size, Cached: true, Trust: how}, nil
+		}
 	}
 	f, err := asFile(fd, path)
 	if err != nil {
@@ -119,7 +131,10 @@ func (c *Cache) sum(ctx context.Context, path string, buf []byte) (Result, error
 		return Result{}, fmt.Errorf("%s: %w", path, ErrChanged)
 	}
 
-	res := Result{SHA512: hex.EncodeToString(h.Sum(nil)), Size: n}
+	res := Result{SHA512: hex.EncodeToString(h.Sum(nil)), Size: n, Trust: how, Distrust: distrust}
+	if how == "" {
+		return res, nil // it would never be served: hash again next time
+	}
 	if id.ctime >= start.Add(-racyWindow).UnixNano() {
 		// Too recent to be a trustworthy key (see racyWindow); the next start hashes again.
 		return res, nil

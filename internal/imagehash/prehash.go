@@ -19,20 +19,33 @@ type Stats struct {
 	Cached int   // files whose sum was already cached
 	Bytes  int64 // bytes hashed
 	Errors int   // files and directories skipped with a warning
+	Sealed int   // files made immutable now
+	// Unsealed counts files left writable: overlays, files a running VM writes to, and
+	// files the file system cannot flag (each logged with the reason).
+	Unsealed int
 }
 
 // Prehash hashes every regular file under dirs that is not cached yet, so that the first start
 // of a VM does not wait for its image to be read. It is for `vmgate sync`, not for the hook.
 //
+// With seal, it first makes each file immutable (MakeImmutable), so that its sum can be
+// served from the cache from then on (see trust); it leaves writable, and logs, qcow2
+// overlays and files a running QEMU has open for writing (a base image should not be
+// either).
+//
 // The directories themselves may be symbolic links; inside them, symbolic links (to files or
 // directories) are not followed, so the walk stays within the trees it was given. Files that
 // cannot be read are logged, counted and skipped. The error is ctx's when it is done, or a
 // failure to write the cache: hashing more images would then be wasted.
-func (c *Cache) Prehash(ctx context.Context, dirs []string, log *slog.Logger) (Stats, error) {
+func (c *Cache) Prehash(ctx context.Context, dirs []string, log *slog.Logger, seal bool) (Stats, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	var st Stats
+	var locked map[fileKey]bool
+	if seal {
+		locked = writeLocked()
+	}
 	buf := make([]byte, bufSize)
 	for _, dir := range dirs {
 		root, err := filepath.EvalSymlinks(dir)
@@ -55,6 +68,9 @@ func (c *Cache) Prehash(ctx context.Context, dirs []string, log *slog.Logger) (S
 				return nil
 			}
 			st.Files++
+			if seal {
+				c.seal(path, locked, log, &st)
+			}
 			t0 := time.Now()
 			res, err := c.sum(ctx, path, buf)
 			switch {
@@ -79,6 +95,24 @@ func (c *Cache) Prehash(ctx context.Context, dirs []string, log *slog.Logger) (S
 		}
 	}
 	return st, nil
+}
+
+// seal makes one file immutable, or says why not.
+func (c *Cache) seal(path string, locked map[fileKey]bool, log *slog.Logger, st *Stats) {
+	if why := sealable(path, locked); why != "" {
+		log.Info("image left writable: its cached sum is not trusted", "path", path, "why", why)
+		st.Unsealed++
+		return
+	}
+	set, err := MakeImmutable(path)
+	switch {
+	case err != nil:
+		log.Warn("image not made immutable: its cached sum is trusted only if root alone can write it", "path", path, "err", err)
+		st.Unsealed++
+	case set:
+		log.Info("image made immutable (chattr -i to change it)", "path", path)
+		st.Sealed++
+	}
 }
 
 // staleTemp is how old a temporary file must be before Prune takes it for the leftover of a

@@ -144,7 +144,7 @@ func checkPrehash(t *testing.T, tr prehashTree, cacheDir string) {
 	var logs bytes.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, nil))
 
-	st, err := c.Prehash(context.Background(), []string{tr.root}, log)
+	st, err := c.Prehash(context.Background(), []string{tr.root}, log, false)
 	want := Stats{Files: 5, Hashed: 4, Cached: 0, Bytes: tr.bytes, Errors: 2}
 	if err != nil || st != want {
 		t.Fatalf("Prehash = %+v, %v; want %+v\n%s", st, err, want, logs.String())
@@ -174,7 +174,7 @@ func checkPrehash(t *testing.T, tr prehashTree, cacheDir string) {
 	if err := os.Symlink(tr.root, rootLink); err != nil {
 		t.Fatal(err)
 	}
-	st, err = c.Prehash(context.Background(), []string{rootLink, filepath.Join(tr.root, "missing")}, nil)
+	st, err = c.Prehash(context.Background(), []string{rootLink, filepath.Join(tr.root, "missing")}, nil, false)
 	want = Stats{Files: 5, Cached: 4, Errors: 3}
 	if err != nil || st != want {
 		t.Fatalf("second Prehash = %+v, %v; want %+v", st, err, want)
@@ -182,7 +182,7 @@ func checkPrehash(t *testing.T, tr prehashTree, cacheDir string) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if _, err := c.Prehash(ctx, []string{tr.root}, nil); !errors.Is(err, context.Canceled) {
+	if _, err := c.Prehash(ctx, []string{tr.root}, nil, false); !errors.Is(err, context.Canceled) {
 		t.Fatalf("Prehash with a cancelled context: %v", err)
 	}
 }
@@ -201,7 +201,7 @@ func TestPrehashCancelledMidImage(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	time.AfterFunc(time.Millisecond, cancel)
-	_, err := c.Prehash(ctx, []string{dir}, nil)
+	_, err := c.Prehash(ctx, []string{dir}, nil, false)
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("err = %v, want context.Canceled", err)
 	}
@@ -222,7 +222,7 @@ func TestPrehashStopsWhenCacheUnwritable(t *testing.T) {
 	os.Mkdir(imgs, 0o755)
 	writeImage(t, filepath.Join(imgs, "a.img"), 100, 1)
 	writeImage(t, filepath.Join(imgs, "b.img"), 100, 2)
-	st, err := c.Prehash(context.Background(), []string{imgs}, nil)
+	st, err := c.Prehash(context.Background(), []string{imgs}, nil, false)
 	if err == nil || st.Files != 1 {
 		t.Fatalf("Prehash = %+v, %v; want an error after the first file", st, err)
 	}

@@ -68,6 +68,12 @@ type Header struct {
 	BackingFormat string
 	// DataFile is the external data file name from its header extension, "" when absent.
 	DataFile string
+	// L1Size and L1TableOffset locate the active L1 table, the root of the map from guest
+	// clusters to the image's own clusters.
+	L1Size        uint32
+	L1TableOffset uint64
+	// Snapshots is the number of internal snapshots (each with an L1 table of its own).
+	Snapshots uint32
 }
 
 // ClusterSize is the image's cluster size in bytes.
@@ -100,6 +106,9 @@ func ParseHeader(b []byte) (*Header, error) {
 	backingSize := be.Uint32(b[16:])
 	h.ClusterBits = be.Uint32(b[20:])
 	h.Size = be.Uint64(b[24:])
+	h.L1Size = be.Uint32(b[36:])
+	h.L1TableOffset = be.Uint64(b[40:])
+	h.Snapshots = be.Uint32(b[60:])
 	if h.ClusterBits < minClusterBits || h.ClusterBits > maxClusterBits {
 		return nil, fmt.Errorf("qcow2 header: cluster_bits %d is outside %d..%d", h.ClusterBits, minClusterBits, maxClusterBits)
 	}

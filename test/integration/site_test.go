@@ -173,6 +173,7 @@ func TestSyncCLIWithCosignSignedLists(t *testing.T) {
 	_, a := s.baseImage("a.raw")
 	_, b := s.baseImage("b.raw")
 	os.WriteFile(filepath.Join(imageDir, "base.raw"), []byte("a base image in image_dirs"), 0o644)
+	t.Cleanup(func() { clearImmutable(t, filepath.Join(imageDir, "base.raw")) }) // sync seals it
 	s.publish(a, b)
 	out, stderr, code := s.vmgate("sync")
 	if code != 0 || !strings.Contains(out, "example: accepted list 5b0e7c9a-3f1d-4c2b-9e8a-7d6c5b4a3f2e version 1, 2 images endorsed") {
@@ -180,7 +181,7 @@ func TestSyncCLIWithCosignSignedLists(t *testing.T) {
 	}
 	// image_dirs were hashed ahead of the first VM start (an image written this very second
 	// is hashed but not cached yet: see internal/imagehash).
-	if !strings.Contains(out, "image_dirs: 1 files, 1 hashed now") {
+	if !strings.Contains(out, "image_dirs: 1 files, 1 hashed now") || !strings.Contains(out, "image_dirs: 1 made immutable now") {
 		t.Fatalf("image_dirs not hashed:\n%s", out)
 	}
 	imgs := s.images()
