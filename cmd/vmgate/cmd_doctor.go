@@ -4,13 +4,11 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
 	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
-	"github.com/vmgate/vmgate/internal/config"
 	"github.com/vmgate/vmgate/internal/doctor"
 	"github.com/vmgate/vmgate/internal/hook"
 )
@@ -59,13 +57,7 @@ Exit codes: 0 every check passed (a "?" is not a failure), 1 some check failed, 
 }
 
 func runDoctor(ctx context.Context, opts DoctorOptions, g *globalOptions, out io.Writer) error {
-	path := g.configPath
-	if path == "" {
-		path = os.Getenv("VMGATE_CONFIG")
-	}
-	if path == "" {
-		path = config.DefaultPath
-	}
+	path := g.configFile()
 	var results []doctor.Result
 	report := func(r doctor.Result) {
 		results = append(results, r)

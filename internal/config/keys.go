@@ -1,9 +1,34 @@
 package config
 
 import (
+	"encoding"
+	"errors"
+	"fmt"
 	"reflect"
 	"strings"
+
+	"gopkg.in/yaml.v3"
 )
+
+// EnvConfig names the configuration file, for the vmgate command and the hook alike: it
+// names a file, never a value, so both still read the same values. The hook's wrapper
+// (hook install with a configuration file of its own) passes it.
+const EnvConfig = "VMGATE_CONFIG"
+
+// envPrefix starts every variable that overrides a scalar key.
+const envPrefix = "VMGATE_"
+
+// FilePath is the configuration file to read: the --config flag, else $VMGATE_CONFIG, else
+// DefaultPath.
+func FilePath(flag string, getenv func(string) string) string {
+	if flag != "" {
+		return flag
+	}
+	if p := getenv(EnvConfig); p != "" {
+		return p
+	}
+	return DefaultPath
+}
 
 // ScalarKeys lists the dotted keys of every scalar setting (not lists), which the vmgate
 // command lets VMGATE_<KEY> variables override (dots become underscores).
@@ -13,19 +38,132 @@ func ScalarKeys() []string {
 	walk = func(t reflect.Type, prefix string) {
 		for i := 0; i < t.NumField(); i++ {
 			f := t.Field(i)
-			name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+			name, opts, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+			if opts == "inline" {
+				walk(f.Type, prefix)
+				continue
+			}
 			if name == "" || name == "-" {
 				continue
 			}
-			switch f.Type.Kind() {
-			case reflect.Struct:
-				walk(f.Type, prefix+name+".")
-			case reflect.Slice, reflect.Map:
-			default:
+			switch ft := f.Type; {
+			case isScalar(ft):
 				keys = append(keys, prefix+name)
+			case ft.Kind() == reflect.Struct:
+				walk(ft, prefix+name+".")
+			case ft.Kind() == reflect.Pointer && ft.Elem().Kind() == reflect.Struct:
+				walk(ft.Elem(), prefix+name+".")
 			}
 		}
 	}
 	walk(reflect.TypeOf(Config{}), "")
 	return keys
+}
+
+var textUnmarshaler = reflect.TypeOf((*encoding.TextUnmarshaler)(nil)).Elem()
+
+// isScalar reports whether a value of type t is written as one YAML scalar: lists, maps and
+// structs are not, unless the type reads itself from text (time.Time).
+func isScalar(t reflect.Type) bool {
+	if reflect.PointerTo(t).Implements(textUnmarshaler) {
+		return true
+	}
+	switch t.Kind() {
+	case reflect.Struct, reflect.Slice, reflect.Array, reflect.Map, reflect.Interface, reflect.Func, reflect.Chan:
+		return false
+	case reflect.Pointer:
+		return isScalar(t.Elem())
+	}
+	return true
+}
+
+// EnvName is the variable that overrides a scalar key: admission.mode → VMGATE_ADMISSION_MODE.
+func EnvName(key string) string {
+	return envPrefix + strings.ToUpper(strings.ReplaceAll(key, ".", "_"))
+}
+
+// Override sets one scalar key on top of the file.
+type Override struct {
+	Key   string // dotted, as ScalarKeys names it: admission.mode
+	From  string // where it comes from, for messages: VMGATE_ADMISSION_MODE
+	Value string // read as the same text written unquoted at Key in the file would be
+}
+
+// EnvOverrides returns the overrides of the VMGATE_<KEY> variables that lookup finds, in
+// ScalarKeys order. An empty variable overrides nothing, so that `VMGATE_X=` in a unit file
+// or a shell cannot blank a key by accident.
+func EnvOverrides(lookup func(string) (string, bool)) []Override {
+	var out []Override
+	for _, key := range ScalarKeys() {
+		env := EnvName(key)
+		if v, ok := lookup(env); ok && v != "" {
+			out = append(out, Override{Key: key, From: env, Value: v})
+		}
+	}
+	return out
+}
+
+// apply sets the field that o names as the file's decoder would have set it from the same
+// text written unquoted there: the field's own type decides, so an override is typed exactly
+// like the file (0123 stays "0123" for a text key, yes is true for a boolean one, 90s is a
+// duration). The text is never parsed as YAML structure: "[::1]:9477" is text, not a list.
+func (c *Config) apply(o Override) error {
+	v := reflect.ValueOf(c).Elem()
+	for _, name := range strings.Split(o.Key, ".") {
+		f, ok := fieldByTag(v, name)
+		if !ok {
+			return fmt.Errorf("config: %s: no such key %s", o.From, o.Key)
+		}
+		v = f
+		if v.Kind() == reflect.Pointer && v.Type().Elem().Kind() == reflect.Struct && !isScalar(v.Type()) {
+			if v.IsNil() {
+				v.Set(reflect.New(v.Type().Elem()))
+			}
+			v = v.Elem()
+		}
+	}
+	// Decode into a fresh value so that a refused text leaves the file's value alone.
+	fresh := reflect.New(v.Type())
+	n := yaml.Node{Kind: yaml.ScalarNode, Value: o.Value}
+	if err := n.Decode(fresh.Interface()); err != nil {
+		return fmt.Errorf("config: %s: %s; give a value that %s takes, or unset the variable", o.From, yamlReason(err), o.Key)
+	}
+	v.Set(fresh.Elem())
+	return nil
+}
+
+// fieldByTag finds the field of struct v whose yaml name is name, inline structs included.
+func fieldByTag(v reflect.Value, name string) (reflect.Value, bool) {
+	if v.Kind() != reflect.Struct {
+		return reflect.Value{}, false
+	}
+	t := v.Type()
+	for i := 0; i < t.NumField(); i++ {
+		tag, opts, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ",")
+		if opts == "inline" {
+			if f, ok := fieldByTag(v.Field(i), name); ok {
+				return f, true
+			}
+			continue
+		}
+		if tag == name {
+			return v.Field(i), true
+		}
+	}
+	return reflect.Value{}, false
+}
+
+// yamlReason is the decoder's complaint without its "yaml: unmarshal errors: line 0:"
+// framing, which means nothing for a variable.
+func yamlReason(err error) string {
+	var te *yaml.TypeError
+	if !errors.As(err, &te) {
+		return err.Error()
+	}
+	msgs := make([]string, len(te.Errors))
+	for i, m := range te.Errors {
+		_, m, _ = strings.Cut(m, ": ")
+		msgs[i] = m
+	}
+	return strings.Join(msgs, "; ")
 }
