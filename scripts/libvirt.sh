@@ -15,7 +15,8 @@
 set -Eeuo pipefail
 trap 'echo "libvirt.sh: failed at line $LINENO: $BASH_COMMAND" >&2' ERR
 
-PACKAGES=(libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 qemu-utils)
+# procps: pgrep, which this script uses and a minimal Debian lacks.
+PACKAGES=(libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 qemu-utils procps)
 URI=qemu:///system
 QEMU_CONF=/etc/libvirt/qemu.conf
 LOG=/var/log/libvirt/libvirtd.log
