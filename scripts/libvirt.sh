@@ -228,7 +228,9 @@ main() {
 	esac
 	[[ $(id -u) -eq 0 ]] || die "needs root: it installs Debian packages, edits $QEMU_CONF and runs libvirtd as root (try: sudo $0 $cmd)"
 
-	# Test binaries of several packages may run this at once.
+	# Test binaries of several packages may run this at once. /run/lock is made at boot by
+	# systemd or initscripts; a container or chroot may have an empty /run.
+	mkdir -p "$(dirname "$LOCK")"
 	exec 9>"$LOCK"
 	flock -w 600 9 || die "another scripts/libvirt.sh held $LOCK for 10 minutes"
 

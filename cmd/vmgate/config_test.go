@@ -196,3 +196,21 @@ func TestServeReloadReadsTheSameValues(t *testing.T) {
 		t.Errorf("after SIGHUP: token %q, exempt_projects[0] %q, mode %q", reloaded.Subscriptions[0].Token, reloaded.Admission.ExemptProjects[0], reloaded.Admission.Mode)
 	}
 }
+
+// TestDoctorChecksTheFileAsTheHookReadsIt: doctor judges the installation by the file alone,
+// as the hook reads it, and shows each override it was run with.
+func TestDoctorChecksTheFileAsTheHookReadsIt(t *testing.T) {
+	noOverrides(t)
+	dir := t.TempDir()
+	path := filepath.Join(dir, "vmgate.yaml")
+	if err := os.WriteFile(path, []byte("state_dir: "+dir+"/state\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("VMGATE_ADMISSION_MODE", "warn")
+	var out strings.Builder
+	runDoctor(context.Background(), DoctorOptions{HooksDir: filepath.Join(dir, "hooks"), Timeout: time.Second}, &globalOptions{configPath: path}, &out)
+	if !strings.Contains(out.String(), "admission.mode enforce") ||
+		!strings.Contains(out.String(), "?    config: VMGATE_ADMISSION_MODE overrides admission.mode for the vmgate commands run with it; the hook, and these checks, read the file only") {
+		t.Errorf("doctor said:\n%s", out.String())
+	}
+}
