@@ -108,28 +108,58 @@ func EnvOverrides(lookup func(string) (string, bool)) []Override {
 // like the file (0123 stays "0123" for a text key, yes is true for a boolean one, 90s is a
 // duration). The text is never parsed as YAML structure: "[::1]:9477" is text, not a list.
 func (c *Config) apply(o Override) error {
-	v := reflect.ValueOf(c).Elem()
-	for _, name := range strings.Split(o.Key, ".") {
-		f, ok := fieldByTag(v, name)
-		if !ok {
-			return fmt.Errorf("config: %s: no such key %s", o.From, o.Key)
-		}
-		v = f
-		if v.Kind() == reflect.Pointer && v.Type().Elem().Kind() == reflect.Struct && !isScalar(v.Type()) {
-			if v.IsNil() {
-				v.Set(reflect.New(v.Type().Elem()))
-			}
-			v = v.Elem()
-		}
-	}
 	// Decode into a fresh value so that a refused text leaves the file's value alone.
-	fresh := reflect.New(v.Type())
+	fresh := decodeScalar(reflect.ValueOf(c).Elem(), o.Key)
+	if fresh == nil {
+		return fmt.Errorf("config: %s: no such key %s", o.From, o.Key)
+	}
 	n := yaml.Node{Kind: yaml.ScalarNode, Value: o.Value}
-	if err := n.Decode(fresh.Interface()); err != nil {
+	if err := n.Decode(fresh.target.Interface()); err != nil {
 		return fmt.Errorf("config: %s: %s; give a value that %s takes, or unset the variable", o.From, yamlReason(err), o.Key)
 	}
-	v.Set(fresh.Elem())
+	fresh.set()
 	return nil
+}
+
+// scalarTarget is where an override decodes (target, a pointer to a new value of the key's
+// type) and how to store it.
+type scalarTarget struct {
+	target reflect.Value
+	set    func()
+}
+
+// decodeScalar finds the field of a dotted key under v, nil when there is none. A nil pointer to a struct on the way
+// (an optional section) is made only when the value set in it is not the zero value: "~"
+// must not turn an absent section into a present, empty one.
+func decodeScalar(v reflect.Value, key string) *scalarTarget {
+	name, rest, nested := strings.Cut(key, ".")
+	f, ok := fieldByTag(v, name)
+	if !ok {
+		return nil
+	}
+	if !nested {
+		fresh := reflect.New(f.Type())
+		return &scalarTarget{target: fresh, set: func() { f.Set(fresh.Elem()) }}
+	}
+	if f.Kind() == reflect.Pointer && f.Type().Elem().Kind() == reflect.Struct {
+		inner := reflect.New(f.Type().Elem())
+		if !f.IsNil() {
+			inner.Elem().Set(f.Elem())
+		}
+		t := decodeScalar(inner.Elem(), rest)
+		if t == nil {
+			return nil
+		}
+		setInner := t.set
+		t.set = func() {
+			setInner()
+			if !f.IsNil() || !inner.Elem().IsZero() {
+				f.Set(inner)
+			}
+		}
+		return t
+	}
+	return decodeScalar(f, rest)
 }
 
 // fieldByTag finds the field of struct v whose yaml name is name, inline structs included.

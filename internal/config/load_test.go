@@ -284,3 +284,39 @@ func TestParseRefusesASecondDocument(t *testing.T) {
 		}
 	}
 }
+
+// TestOverrideInAnOptionalSection: a key under a pointer to a struct (an optional section)
+// makes the section only when it sets something.
+func TestOverrideInAnOptionalSection(t *testing.T) {
+	type section struct {
+		Name string `yaml:"name"`
+		On   bool   `yaml:"on"`
+	}
+	var x struct {
+		Sec *section `yaml:"sec"`
+	}
+	set := func(key, text string) {
+		t.Helper()
+		d := decodeScalar(reflect.ValueOf(&x).Elem(), key)
+		if d == nil {
+			t.Fatalf("%s: not found", key)
+		}
+		n := yaml.Node{Kind: yaml.ScalarNode, Value: text}
+		if err := n.Decode(d.target.Interface()); err != nil {
+			t.Fatal(err)
+		}
+		d.set()
+	}
+	set("sec.name", "~")
+	if x.Sec != nil {
+		t.Fatalf("~ made the section: %+v", x.Sec)
+	}
+	set("sec.name", "0123")
+	set("sec.on", "yes")
+	if x.Sec == nil || x.Sec.Name != "0123" || !x.Sec.On {
+		t.Fatalf("section %+v", x.Sec)
+	}
+	if decodeScalar(reflect.ValueOf(&x).Elem(), "sec.nope") != nil || decodeScalar(reflect.ValueOf(&x).Elem(), "nope") != nil {
+		t.Error("an unknown key was found")
+	}
+}
