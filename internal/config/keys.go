@@ -128,9 +128,9 @@ type scalarTarget struct {
 	set    func()
 }
 
-// decodeScalar finds the field of a dotted key under v, nil when there is none. A nil pointer to a struct on the way
-// (an optional section) is made only when the value set in it is not the zero value: "~"
-// must not turn an absent section into a present, empty one.
+// decodeScalar finds the field of a dotted key under v, nil when there is none. A nil pointer
+// to a struct on the way (an optional section) is made only when the value set in it is not
+// the zero value: "~" must not turn an absent section into a present, empty one.
 func decodeScalar(v reflect.Value, key string) *scalarTarget {
 	name, rest, nested := strings.Cut(key, ".")
 	f, ok := fieldByTag(v, name)
