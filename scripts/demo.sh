@@ -11,15 +11,17 @@ repo=$PWD
 if [[ $(id -u) -ne 0 ]]; then
 	cat >&2 <<-'EOF'
 	make demo needs root, because it uses the real parts of a hypervisor:
-	  - it installs Debian packages (libvirt, QEMU, openssl) when they are missing, and
-	    builds the cosign CLI with go install,
+	  - it installs Debian packages (libvirt, QEMU, openssl, gcc for cgo) when they are
+	    missing, and builds the cosign CLI with go install,
 	  - it starts libvirtd and runs small QEMU virtual machines,
-	  - it installs vmgate's hook as /etc/libvirt/hooks/qemu.d/vmgate (and removes it after).
+	  - it installs vmgate's hook as /etc/libvirt/hooks/qemu.d/vmgate, making the directory
+	    when libvirt has none, and sends libvirtd SIGHUP (and removes them after).
 	Run: sudo make demo
 	EOF
 	exit 1
 fi
-hook=/etc/libvirt/hooks/qemu.d/vmgate
+hooks_dir=/etc/libvirt/hooks # a fresh libvirt install has none: vmgate hook install makes it
+hook=$hooks_dir/qemu.d/vmgate
 if [[ -e $hook ]]; then
 	echo "demo: $hook exists (a real installation?); the demo will not replace it" >&2
 	exit 1
@@ -31,9 +33,10 @@ if ! command -v go >/dev/null; then
 fi
 export PATH="$(go env GOPATH)/bin:$PATH"
 echo "==> Getting what the demo needs: libvirt, QEMU, openssl, the cosign CLI (the first time takes a few minutes)"
-# Only what the demo uses: scripts/deps.sh would also bring up the test OpenStack.
+# Only what the demo uses: scripts/deps.sh would also bring up the test OpenStack. gcc and
+# libc6-dev: vmgate reaches libvirt through cgo; ca-certificates: go fetches modules over HTTPS.
 missing=()
-for p in openssl qemu-utils util-linux; do
+for p in openssl qemu-utils util-linux ca-certificates gcc libc6-dev; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 if ((${#missing[@]})); then
@@ -63,9 +66,17 @@ cleanup() {
 		virsh undefine "$d" >/dev/null 2>&1 || true
 	done
 	rm -f "$hook"
+	# The directories vmgate hook install made, when the machine had none: leave it as found.
+	for ((i = ${#created_dirs[@]} - 1; i >= 0; i--)); do
+		rmdir "${created_dirs[i]}" 2>/dev/null || true
+	done
 	bash scripts/libvirt.sh hup >/dev/null 2>&1 || true
 	rm -rf "$work"
 }
+created_dirs=()
+for d in "$hooks_dir" "$hooks_dir/qemu.d"; do
+	[[ -e $d ]] || created_dirs+=("$d")
+done
 trap cleanup EXIT
 trap 'exit 130' INT TERM # so that an interrupted demo cleans up too
 
@@ -110,10 +121,15 @@ say "what the hook will let start now:"
 run vmgate images
 
 step "vmgate's hook goes into the real libvirtd: from now on libvirtd asks it before every VM start"
-run vmgate hook install --hooks-dir "$work/hooks" --hook "$repo/bin/vmgate-hook"
-install -m 0755 "$work/hooks/qemu.d/vmgate" "$hook"
-bash scripts/libvirt.sh hup >/dev/null
-say "installed as $hook; libvirtd was sent SIGHUP, which makes it look for hooks again"
+run vmgate hook install --hook "$repo/bin/vmgate-hook"
+# libvirtd looked for hooks when it started; into a qemu.d that was missing or empty then, it
+# runs a new hook only after SIGHUP. hup returns once libvirtd has looked again.
+found=$(bash scripts/libvirt.sh hup)
+if [[ $found != *"qemu hooks found"* ]]; then
+	echo "demo: libvirtd did not find $hook after SIGHUP: $found" >&2
+	exit 1
+fi
+say "libvirtd was sent SIGHUP, as hook install asks, and found the hook: $hook"
 say "vmgate doctor checks the whole installation, one line each:"
 run vmgate doctor || true
 

@@ -15,7 +15,8 @@
 set -Eeuo pipefail
 trap 'echo "libvirt.sh: failed at line $LINENO: $BASH_COMMAND" >&2' ERR
 
-PACKAGES=(libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 qemu-utils)
+# procps: pgrep, which this script uses and a minimal Debian lacks.
+PACKAGES=(libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 qemu-utils procps)
 URI=qemu:///system
 QEMU_CONF=/etc/libvirt/qemu.conf
 LOG=/var/log/libvirt/libvirtd.log
@@ -227,7 +228,9 @@ main() {
 	esac
 	[[ $(id -u) -eq 0 ]] || die "needs root: it installs Debian packages, edits $QEMU_CONF and runs libvirtd as root (try: sudo $0 $cmd)"
 
-	# Test binaries of several packages may run this at once.
+	# Test binaries of several packages may run this at once. /run/lock is made at boot by
+	# systemd or initscripts; a container or chroot may have an empty /run.
+	mkdir -p "$(dirname "$LOCK")"
 	exec 9>"$LOCK"
 	flock -w 600 9 || die "another scripts/libvirt.sh held $LOCK for 10 minutes"
 

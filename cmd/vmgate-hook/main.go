@@ -3,7 +3,7 @@
 // /etc/libvirt/hooks/qemu.d/vmgate by `vmgate hook install`.
 //
 // It runs on every VM start on every node, so its import graph is kept small: no cosign, no
-// gophercloud, no viper (TestHookImportGraph guards this). It runs for milliseconds on one
+// gophercloud, no cobra (TestHookImportGraph guards this). It runs for milliseconds on one
 // thread's worth of work, so the runtime need not size itself to the container's CPU quota.
 //
 //go:debug containermaxprocs=0

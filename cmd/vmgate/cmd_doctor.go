@@ -34,7 +34,9 @@ func newDoctorCommand(g *globalOptions) *cobra.Command {
 		Short: "Check this node's installation and say what to fix",
 		Long: `doctor checks, one line each, and says on that line what to do about anything wrong:
 
-  config          the configuration file parses
+  config          the configuration file parses, as the hook reads it: alone, without
+                  VMGATE_<KEY> overrides (each one set is shown with "?"); the other
+                  checks use the file's values too
   subscription X  the endorser's keys (or an S/MIME list's x509.ca_dir) load; the list and
                   its signature can be fetched (with the subscription's timeout, CA, token
                   and size cap) and verify
@@ -59,25 +61,25 @@ Exit codes: 0 every check passed (a "?" is not a failure), 1 some check failed, 
 }
 
 func runDoctor(ctx context.Context, opts DoctorOptions, g *globalOptions, out io.Writer) error {
-	path := g.configPath
-	if path == "" {
-		path = os.Getenv("VMGATE_CONFIG")
-	}
-	if path == "" {
-		path = config.DefaultPath
-	}
+	path := g.configFile()
 	var results []doctor.Result
 	report := func(r doctor.Result) {
 		results = append(results, r)
 		fmt.Fprintln(out, doctor.Line(r))
 	}
-	cfg, err := g.loadConfig()
+	// The installation is what the hook reads: the file alone.
+	cfg, err := config.Load(path)
 	if err != nil {
 		report(doctor.Result{Check: "config", Status: doctor.Problem, Detail: err.Error(),
 			Fix: "fix the file (unknown keys are refused, with the key named); the other checks need it"})
 		return &outcome{code: exitRefused}
 	}
 	doctor.Run(ctx, doctor.Env{Config: cfg, ConfigPath: path, HooksDir: opts.HooksDir, Timeout: opts.Timeout}, report)
+	for _, o := range config.EnvOverrides(os.LookupEnv) {
+		report(doctor.Result{Check: "config", Status: doctor.Unknown,
+			Detail: fmt.Sprintf("%s overrides %s for the vmgate commands run with it; the hook, and these checks, read the file only", o.From, o.Key),
+			Fix:    "put the value in " + path + " if the hook should judge with it too"})
+	}
 	if doctor.Failed(results) {
 		return &outcome{code: exitRefused} // said above, check by check
 	}

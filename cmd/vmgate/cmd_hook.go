@@ -1,7 +1,9 @@
 package main
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"time"
@@ -10,6 +12,7 @@ import (
 
 	"github.com/vmgate/vmgate/internal/admission"
 	"github.com/vmgate/vmgate/internal/adopt"
+	"github.com/vmgate/vmgate/internal/config"
 	"github.com/vmgate/vmgate/internal/hook"
 )
 
@@ -28,10 +31,13 @@ func newHookCommand(g *globalOptions) *cobra.Command {
 
 With the default configuration file (` + "/etc/vmgate/vmgate.yaml" + `) the hook binary is copied;
 with another one (--config or VMGATE_CONFIG) a two-line wrapper that passes it is
-installed instead, since libvirtd runs hooks with almost no environment.
+installed instead, since libvirtd runs hooks with almost no environment. The file is
+checked first as the hook will read it: alone, without VMGATE_<KEY> overrides.
 
-libvirtd notices a new hook file only when it restarts or receives SIGHUP: do that once
-after the first install (systemctl reload libvirtd, or kill -HUP $(pidof libvirtd)).
+It creates libvirt's hook directory and its qemu.d (0755) when they are missing, as they
+are on a fresh libvirt install. libvirtd notices a new hook file only when it restarts or
+receives SIGHUP: do that once after the first install (systemctl reload libvirtd, or
+kill -HUP $(pidof libvirtd)).
 
 Exit codes: 0 installed (or already installed), 2 error.`,
 		Args: cobra.NoArgs,
@@ -43,18 +49,20 @@ Exit codes: 0 installed (or already installed), 2 error.`,
 				}
 				binary = filepath.Join(filepath.Dir(exe), "vmgate-hook")
 			}
-			cfgPath := g.configPath
-			if cfgPath == "" {
-				cfgPath = os.Getenv("VMGATE_CONFIG")
-			}
-			if _, err := g.loadConfig(); err != nil {
+			// The file as the hook reads it: without VMGATE_<KEY> overrides, which it never sees.
+			cfgPath := g.configFile()
+			if _, err := config.Load(cfgPath); err != nil {
 				return fmt.Errorf("the hook would refuse every start: %w", err)
 			}
+			target := hook.Target(hooksDir)
+			_, statErr := os.Stat(filepath.Dir(target))
 			res, err := hook.Install(hooksDir, binary, cfgPath)
 			if err != nil {
 				return err
 			}
-			target := hook.Target(hooksDir)
+			if errors.Is(statErr, fs.ErrNotExist) {
+				fmt.Fprintf(cmd.OutOrStdout(), "created %s (a fresh libvirt install has none)\n", filepath.Dir(target))
+			}
 			switch res {
 			case hook.Installed:
 				fmt.Fprintf(cmd.OutOrStdout(), "installed %s\nlibvirtd runs it only after a restart or SIGHUP: run `systemctl reload libvirtd` (or kill -HUP $(pidof libvirtd)) now\n", target)

@@ -93,24 +93,17 @@ Exit codes: 0 stopped by SIGTERM or SIGINT, 2 error (configuration at start, lis
 }
 
 func runServe(ctx context.Context, opts ServeOptions, g *globalOptions, log *slog.Logger) error {
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	reload := make(chan struct{}, 1)
-	go func() {
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-hup:
-				select {
-				case reload <- struct{}{}:
-				default: // one reload pending is enough
-				}
-			}
-		}
-	}()
-	d, err := serve.New(serve.Options{
+	d, err := serve.New(g.serveOptions(opts, log))
+	if err != nil {
+		return err
+	}
+	return d.Run(ctx, reloadOnSIGHUP(ctx))
+}
+
+// serveOptions wires the daemon: it loads the configuration, at start and at each reload,
+// with loadConfig, as every other command does.
+func (g *globalOptions) serveOptions(opts ServeOptions, log *slog.Logger) serve.Options {
+	return serve.Options{
 		Load:   g.loadConfig,
 		Log:    log,
 		Listen: opts.Listen,
@@ -125,11 +118,29 @@ func runServe(ctx context.Context, opts ServeOptions, g *globalOptions, log *slo
 		},
 		Notify: serve.Notifier(os.Getenv("NOTIFY_SOCKET"), log),
 		Audit:  audit.Env{Version: version, Log: log},
-	})
-	if err != nil {
-		return err
 	}
-	return d.Run(ctx, reload)
+}
+
+// reloadOnSIGHUP says "reload" once for each SIGHUP (or burst of them) until ctx ends.
+func reloadOnSIGHUP(ctx context.Context) <-chan struct{} {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	reload := make(chan struct{}, 1)
+	go func() {
+		defer signal.Stop(hup)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				select {
+				case reload <- struct{}{}:
+				default: // one reload pending is enough
+				}
+			}
+		}
+	}()
+	return reload
 }
 
 // afterSync is what vmgate sync does after the sync itself: tell the SIEM through the trace

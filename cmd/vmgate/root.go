@@ -1,15 +1,13 @@
 package main
 
 import (
-	"bytes"
+	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
-	"strings"
 
 	"github.com/spf13/cobra"
-	"github.com/spf13/viper"
-	"gopkg.in/yaml.v3"
 
 	"github.com/vmgate/vmgate/internal/config"
 )
@@ -43,7 +41,8 @@ hash-chained trace journal before it lets a VM start.
 Shell completion: vmgate completion bash|zsh|fish (see vmgate completion bash --help).
 
 Configuration: --config, else $VMGATE_CONFIG, else ` + config.DefaultPath + `.
-Any scalar key can be overridden by VMGATE_<KEY> (for example VMGATE_STATE_DIR).
+Any scalar key can be overridden by VMGATE_<KEY> (for example VMGATE_STATE_DIR), the text
+typed by its key as in the file; the hook reads the file only.
 
 Exit codes: 0 done, 1 refused or invalid (see each command), 2 error.`,
 		SilenceUsage:  true,
@@ -101,50 +100,20 @@ func (g *globalOptions) setup() (*config.Config, *slog.Logger, error) {
 	return cfg, log, nil
 }
 
-// loadConfig finds the configuration file, lets VMGATE_* variables override its scalar keys
-// and decodes the result with the same strict decoder the hook uses.
+// configFile is the configuration file: --config, else $VMGATE_CONFIG, else the default.
+func (g *globalOptions) configFile() string { return config.FilePath(g.configPath, os.Getenv) }
+
+// loadConfig reads the configuration file with the hook's own decoder and applies the
+// VMGATE_<KEY> variables on top, each typed by its key as the file's text would be. Every
+// command and vmgate serve (at start and at each SIGHUP) read it here.
 func (g *globalOptions) loadConfig() (*config.Config, error) {
-	path := g.configPath
-	if path == "" {
-		path = os.Getenv("VMGATE_CONFIG")
-	}
-	if path == "" {
-		path = config.DefaultPath
-	}
-	raw, err := os.ReadFile(path)
+	path := g.configFile()
+	c, err := config.LoadWith(path, config.EnvOverrides(os.LookupEnv))
 	if err != nil {
-		return nil, fmt.Errorf("config: %w (give --config or set VMGATE_CONFIG)", err)
-	}
-	v := viper.New()
-	v.SetConfigType("yaml")
-	if err := v.ReadConfig(bytes.NewReader(raw)); err != nil {
-		return nil, fmt.Errorf("config %s: %w", path, err)
-	}
-	v.SetEnvPrefix("VMGATE")
-	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_"))
-	v.AutomaticEnv()
-	// viper only overrides keys it knows of, so name every scalar key. A variable's value is
-	// text; read it as a YAML scalar so that VMGATE_ADMISSION_ALLOW_BOOT_FROM_VOLUME=true is
-	// a boolean, as it would be in the file.
-	for _, key := range config.ScalarKeys() {
-		if err := v.BindEnv(key); err != nil {
-			return nil, err
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("%w (give --config or set %s)", err, config.EnvConfig)
 		}
-		env := "VMGATE_" + strings.ToUpper(strings.ReplaceAll(key, ".", "_"))
-		if s, ok := os.LookupEnv(env); ok {
-			var typed any
-			if yaml.Unmarshal([]byte(s), &typed) == nil && typed != nil {
-				v.Set(key, typed)
-			}
-		}
-	}
-	merged, err := yaml.Marshal(v.AllSettings())
-	if err != nil {
-		return nil, fmt.Errorf("config %s: %w", path, err)
-	}
-	c, err := config.Parse(merged)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return nil, err
 	}
 	return c, nil
 }

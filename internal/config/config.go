@@ -1,9 +1,10 @@
 // Package config defines vmgate's configuration file, its defaults and its validation.
 //
-// There is one decoder (strict YAML, unknown keys rejected) shared by the vmgate command and
-// the hook, so the two can never read the same file differently. The vmgate command layers
-// VMGATE_* environment overrides on top (see cmd/vmgate); the hook reads the file only,
-// because libvirt runs hooks with an almost empty environment.
+// There is one decoder (strict YAML, unknown keys rejected) shared by the hook, every vmgate
+// command and vmgate serve's reload, so they can never read the same file differently. The
+// vmgate command applies VMGATE_<KEY> overrides (EnvOverrides) on top, each typed by its
+// field as the file's text would be; the hook reads the file only, because libvirt runs
+// hooks with an almost empty environment.
 package config
 
 import (
@@ -262,27 +263,52 @@ func (c *Config) Paths() Paths { return Paths{Root: c.StateDir} }
 var nameRE = regexp.MustCompile(`^[a-z0-9-]+$`)
 
 // Parse decodes a configuration file, fills defaults and validates it. Errors name the key.
-func Parse(data []byte) (*Config, error) {
+func Parse(data []byte) (*Config, error) { return ParseWith(data, nil) }
+
+// ParseWith is Parse with overrides applied on top of the file, before defaults and
+// validation. The file is decoded strictly first, on its own, so that what the hook (which
+// reads the file only) would refuse is refused here too, with the file's line numbers.
+func ParseWith(data []byte, overrides []Override) (*Config, error) {
 	var c Config
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) { // an empty file means all defaults
 		return nil, fmt.Errorf("config: %w", err)
 	}
+	// A second document would be read by nobody: say so rather than ignore it.
+	if err := dec.Decode(new(yaml.Node)); !errors.Is(err, io.EOF) {
+		return nil, errors.New("config: the file holds more than one YAML document (a second ---); keep one")
+	}
+	for _, o := range overrides {
+		if err := c.apply(o); err != nil {
+			return nil, err
+		}
+	}
 	c.fillDefaults()
 	if err := c.Validate(); err != nil {
+		if len(overrides) > 0 {
+			from := make([]string, len(overrides))
+			for i, o := range overrides {
+				from[i] = o.From
+			}
+			return nil, fmt.Errorf("%w (with %s from the environment)", err, strings.Join(from, ", "))
+		}
 		return nil, err
 	}
 	return &c, nil
 }
 
-// Load reads and parses the file at path.
-func Load(path string) (*Config, error) {
+// Load reads and parses the file at path, as the hook does.
+func Load(path string) (*Config, error) { return LoadWith(path, nil) }
+
+// LoadWith reads and parses the file at path with overrides on top, as the vmgate command
+// does with EnvOverrides: the same decoder, so the file's values are the hook's values.
+func LoadWith(path string, overrides []Override) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
-	c, err := Parse(data)
+	c, err := ParseWith(data, overrides)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}

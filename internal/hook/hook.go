@@ -53,11 +53,9 @@ func Run(e Env) int {
 	h := &run{env: e, name: name, op: op}
 
 	xml, readErr := readCapped(e.Stdin, domain.MaxSize)
-	cfgPath := e.Getenv("VMGATE_CONFIG")
-	if cfgPath == "" {
-		cfgPath = config.DefaultPath
-	}
-	cfg, err := config.Load(cfgPath)
+	// VMGATE_CONFIG (set by the wrapper hook install writes) names the file; no variable
+	// overrides a value, so the hook judges with what the file says.
+	cfg, err := config.Load(config.FilePath("", e.Getenv))
 	if err != nil {
 		// Without a configuration there is no state directory to record in.
 		return h.finish(gated, false, fmt.Sprintf("cannot read vmgate's configuration: %v; fix it, then start again", err), nil)

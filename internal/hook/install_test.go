@@ -5,6 +5,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -53,5 +54,60 @@ func TestInstallWrapperPassesConfig(t *testing.T) {
 	}
 	if got := strings.TrimSpace(string(out)); got != cfg+"|vm prepare begin -" {
 		t.Fatalf("wrapper ran %q", got)
+	}
+}
+
+// TestInstallCreatesTheHooksDirectory: a fresh libvirt install has no hooks directory;
+// Install makes it and its qemu.d, 0755 whatever the umask, and leaves existing ones alone.
+func TestInstallCreatesTheHooksDirectory(t *testing.T) {
+	old := syscall.Umask(0o077)
+	defer syscall.Umask(old)
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "vmgate-hook")
+	os.WriteFile(bin, []byte("binary"), 0o755)
+	etc := filepath.Join(dir, "etc-libvirt")
+	if err := os.Mkdir(etc, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	hooks := filepath.Join(etc, "hooks")
+	if got, err := Install(hooks, bin, ""); err != nil || got != Installed {
+		t.Fatalf("install into a missing hooks directory: %v %v", got, err)
+	}
+	for _, d := range []string{hooks, filepath.Join(hooks, "qemu.d")} {
+		if st, err := os.Stat(d); err != nil || !st.IsDir() || st.Mode().Perm() != 0o755 {
+			t.Errorf("%s: %v %v, want a directory 0755", d, st.Mode(), err)
+		}
+	}
+	if st, err := os.Stat(Target(hooks)); err != nil || st.Mode().Perm() != 0o755 {
+		t.Errorf("hook: %v %v", st, err)
+	}
+	if st, _ := os.Stat(etc); st.Mode().Perm() != 0o700 {
+		t.Errorf("the parent's mode changed: %v", st.Mode())
+	}
+
+	// An existing qemu.d keeps its mode (the site's choice).
+	os.Remove(Target(hooks))
+	os.Chmod(filepath.Join(hooks, "qemu.d"), 0o750)
+	if _, err := Install(hooks, bin, ""); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := os.Stat(filepath.Join(hooks, "qemu.d")); st.Mode().Perm() != 0o750 {
+		t.Errorf("an existing qemu.d was changed to %v", st.Mode())
+	}
+
+	// No libvirt at all: the parent is missing, and Install says so rather than invent /etc/libvirt.
+	_, err := Install(filepath.Join(dir, "no-libvirt", "hooks"), bin, "")
+	if err == nil || !strings.Contains(err.Error(), "is libvirt installed on this host?") {
+		t.Errorf("without a parent: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "no-libvirt")); err == nil {
+		t.Error("Install created the parent of the hooks directory")
+	}
+	// A file where qemu.d should be.
+	other := filepath.Join(dir, "other")
+	os.MkdirAll(other, 0o755)
+	os.WriteFile(filepath.Join(other, "qemu.d"), nil, 0o644)
+	if _, err := Install(other, bin, ""); err == nil || !strings.Contains(err.Error(), "is not a directory") {
+		t.Errorf("qemu.d a file: %v", err)
 	}
 }
