@@ -174,6 +174,7 @@ func TestDevicesWithRealLibvirt(t *testing.T) {
 			t.Fatalf("%s in warn mode: %v\n%s", a.name, err, stderr)
 		}
 		eventually(t, 30*time.Second, a.name+"'s code running in the guest", func() (bool, string) { return a.proof(d) })
+		t.Logf("warn: %s ran its own code", a.name)
 		if err := d.Destroy(); err != nil {
 			t.Fatal(err)
 		}
@@ -196,6 +197,7 @@ func TestDevicesWithRealLibvirt(t *testing.T) {
 			t.Errorf("%s: err %v, virsh said:\n%s\nwant it to contain:\n%s", a.name, err, stderr, a.reason)
 			continue
 		}
+		t.Logf("enforce: %s: %s", a.name, stderr[strings.Index(stderr, "vmgate: "):])
 		if st, _ := d.State(); st != "shut off" {
 			t.Errorf("%s: refused domain is %q", a.name, st)
 		}
@@ -239,7 +241,9 @@ func TestDevicesWithRealLibvirt(t *testing.T) {
 		stderr, err := d.Start()
 		if err == nil || !strings.Contains(stderr, c.reason) {
 			t.Errorf("%s: err %v, virsh said:\n%s\nwant it to contain:\n%s", c.name, err, stderr, c.reason)
+			continue
 		}
+		t.Logf("enforce: %s: %s", c.name, stderr[strings.Index(stderr, "vmgate: "):])
 	}
 	exempt := defineDeviceDomain(t, l, "exempt-boot", deviceDomain{Disk: disk, NIC: "<boot order='1'/>"})
 	if stderr, err := exempt.Start(); err != nil {
