@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/vmgate/vmgate/internal/config"
 	"github.com/vmgate/vmgate/internal/domain"
 	"github.com/vmgate/vmgate/internal/policy/snapshot"
 )
@@ -100,5 +101,28 @@ func TestDevices(t *testing.T) {
 	d.Emulator = "/etc/passwd"
 	if dec := j.Decide(d); dec.Allow {
 		t.Error("empty admission.emulators allowed an emulator")
+	}
+}
+
+// BenchmarkJudgeDevices: what the device rules add to a start. Every domain names the
+// system's emulator; a UEFI or custom-ROM one names firmware files too. Each costs a few
+// lstat calls.
+func BenchmarkJudgeDevices(b *testing.B) {
+	cfg := config.Admission{FirmwareDirs: config.DefaultFirmwareDirs(), Emulators: config.DefaultEmulators()}
+	j := &Judge{Config: cfg}
+	emulator := &domain.Domain{Emulator: "/usr/bin/qemu-system-x86_64"}
+	firmware := &domain.Domain{Emulator: "/usr/bin/qemu-system-x86_64", Firmware: []domain.File{
+		{Element: "<os><loader>", Path: "/usr/share/seabios/bios-256k.bin"},
+		{Element: "<interface><rom file>", Path: "/usr/lib/ipxe/qemu/pxe-e1000.rom"},
+	}}
+	for name, d := range map[string]*domain.Domain{"emulator": emulator, "emulator+2files": firmware} {
+		b.Run(name, func(b *testing.B) {
+			if dec, refused := j.judgeDevices(d); refused {
+				b.Skipf("this machine has no Debian QEMU and firmware: %s", dec.Reason)
+			}
+			for b.Loop() {
+				j.judgeDevices(d)
+			}
+		})
 	}
 }
