@@ -61,9 +61,10 @@ func (j *Judge) judgeDevices(d *domain.Domain) (Decision, bool) {
 		return refuse("network boot not allowed: %s; the guest would run what a boot server sends, which no image list vouches for: boot from an endorsed disk, or exempt the domain in admission.exempt_domains", d.NetworkBoot[0]), true
 	}
 	// An nvdimm or virtio-pmem file is storage the guest mounts and runs programs from,
-	// like a disk no list vouches for. Stops a qemu:///system user.
+	// like a disk no list vouches for; a <shmem> region is memory a host process fills.
+	// Stops a qemu:///system user.
 	if len(d.MemoryFiles) > 0 {
-		return refuse("memory device not allowed: the domain maps host file %s into the guest, which can run what it holds and no image list vouches for; exempt the domain by name in admission.exempt_domains if this is intended", d.MemoryFiles[0]), true
+		return refuse("memory device not allowed: the domain maps host memory or file %s into the guest, which can run what it holds and no image list vouches for; exempt the domain by name in admission.exempt_domains if this is intended", d.MemoryFiles[0]), true
 	}
 	// libvirt runs an interface's script on the host as root. Stops a qemu:///system user
 	// from running code the gate never sees; Nova writes none.

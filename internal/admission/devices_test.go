@@ -71,7 +71,7 @@ func TestDevices(t *testing.T) {
 		{"qemu:override", func(d *domain.Domain) { d.QEMUPassthrough = []string{"qemu:override"} }, "QEMU pass-through (qemu:override)"},
 		{"hostdev", func(d *domain.Domain) { d.Passthrough = []string{"<hostdev type='usb'>"} }, "host device not allowed: the domain passes <hostdev type='usb'> to the guest"},
 		{"network boot", func(d *domain.Domain) { d.NetworkBoot = []string{"<os><boot dev='network'>"} }, "network boot not allowed: <os><boot dev='network'>"},
-		{"nvdimm", func(d *domain.Domain) { d.MemoryFiles = []string{"/srv/pmem"} }, "memory device not allowed: the domain maps host file /srv/pmem"},
+		{"nvdimm", func(d *domain.Domain) { d.MemoryFiles = []string{"/srv/pmem"} }, "memory device not allowed: the domain maps host memory or file /srv/pmem"},
 		{"interface script", func(d *domain.Domain) { d.HostScripts = []string{"/srv/ifup"} }, "interface script not allowed: libvirt would run /srv/ifup"},
 	}
 	for _, c := range cases {

@@ -127,6 +127,11 @@ func (x *domainXML) convertDevices(d *Domain, osx *osXML, devices *devicesXML) e
 			return err
 		}
 	}
+	for _, m := range devices.Shmem {
+		// ivshmem maps /dev/shm/<name> (or a server's memory) into the guest, whatever a
+		// host process put there.
+		d.MemoryFiles = append(d.MemoryFiles, fmt.Sprintf("<shmem name='%s'>", m.Name))
+	}
 	for _, m := range devices.Memory {
 		src, err := one(m.Source, "<source> in a <memory> device")
 		if err != nil {

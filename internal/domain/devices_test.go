@@ -39,7 +39,7 @@ func TestParseDevices(t *testing.T) {
 		},
 		Passthrough: []string{"<hostdev type='usb'>", "<hostdev type='scsi'>", "<redirdev bus='usb' type='tcp'>", "<interface type='hostdev'>"},
 		NetworkBoot: []string{"<os><boot dev='network'>", "interface 1 has <boot order='1'>"},
-		MemoryFiles: []string{"/srv/pmem/nvdimm.img"},
+		MemoryFiles: []string{"<shmem name='ivshmem0'>", "/srv/pmem/nvdimm.img"},
 		HostScripts: []string{"/srv/bin/ifup", "/srv/bin/ifdown"},
 	}
 	compare(t, want, got)

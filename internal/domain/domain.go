@@ -71,7 +71,7 @@ type Domain struct {
 	// dev='network'>, an <interface> with a <boot order>.
 	NetworkBoot []string
 	// MemoryFiles are the host files behind memory devices (nvdimm, virtio-pmem), which the
-	// guest sees as storage.
+	// guest sees as storage, and the <shmem> regions a host process can fill.
 	MemoryFiles []string
 	// HostScripts are the <script> and <downscript> paths of interfaces: programs libvirt
 	// runs on the host, as root, when the domain starts and stops.

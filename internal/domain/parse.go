@@ -274,10 +274,13 @@ type sysinfoXML struct {
 }
 
 type devicesXML struct {
-	Emulator    []string       `xml:"emulator"`
-	Hostdevs    []hostdevXML   `xml:"hostdev"`
-	Redirdevs   []redirdevXML  `xml:"redirdev"`
-	Memory      []memoryXML    `xml:"memory"`
+	Emulator  []string      `xml:"emulator"`
+	Hostdevs  []hostdevXML  `xml:"hostdev"`
+	Redirdevs []redirdevXML `xml:"redirdev"`
+	Memory    []memoryXML   `xml:"memory"`
+	Shmem     []struct {
+		Name string `xml:"name,attr"`
+	} `xml:"shmem"`
 	Other       []anyDeviceXML `xml:",any"`
 	Disks       []diskXML      `xml:"disk"`
 	Interfaces  []interfaceXML `xml:"interface"`
