@@ -27,7 +27,8 @@ type nvramXML struct {
 }
 
 type romXML struct {
-	File string `xml:"file,attr"`
+	File    string `xml:"file,attr"`
+	Enabled string `xml:"enabled,attr"`
 }
 
 type bootXML struct {
@@ -105,8 +106,12 @@ func (x *domainXML) convertDevices(d *Domain, osx *osXML, devices *devicesXML) e
 	for _, r := range devices.Redirdevs {
 		d.Passthrough = append(d.Passthrough, fmt.Sprintf("<redirdev bus='%s' type='%s'>", r.Bus, r.Type))
 	}
+	nicROMs := 0 // interfaces whose boot ROM the firmware can offer
 	for i := range devices.Interfaces {
 		iface := &devices.Interfaces[i]
+		if len(iface.Rom) == 0 || iface.Rom[0].Enabled != "no" {
+			nicROMs++
+		}
 		if iface.Type == "hostdev" {
 			d.Passthrough = append(d.Passthrough, "<interface type='hostdev'>")
 		}
@@ -119,6 +124,15 @@ func (x *domainXML) convertDevices(d *Domain, osx *osXML, devices *devicesXML) e
 		for _, s := range append(iface.Script, iface.Downscript...) {
 			if s.Path != "" {
 				d.HostScripts = append(d.HostScripts, s.Path)
+			}
+		}
+	}
+	// A boot menu lets whoever holds the console pick any bootable device, a NIC's network
+	// boot ROM included (Nova writes one for an image with hw_boot_menu=true).
+	if osx != nil && nicROMs > 0 {
+		for _, m := range osx.BootMenu {
+			if m.Enable == "yes" {
+				d.NetworkBoot = append(d.NetworkBoot, "<os><bootmenu enable='yes'> with a network interface whose boot ROM is on (the console can pick network boot; add <rom enabled='no'/>)")
 			}
 		}
 	}

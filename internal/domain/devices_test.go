@@ -112,3 +112,21 @@ func TestParseReadsAsLibvirt(t *testing.T) {
 		t.Errorf("QEMUArgs %v, Nova %v", d.QEMUArgs, d.Nova)
 	}
 }
+
+// TestParseBootMenu: a boot menu lets the console pick a NIC's network boot ROM, unless
+// every interface has its ROM turned off.
+func TestParseBootMenu(t *testing.T) {
+	plain := string(fixture(t, "plain-libvirt.xml"))
+	menu := replace(t, plain, "<os>", "<os><bootmenu enable='yes' timeout='3000'/>")
+	if d := parse(t, menu); len(d.NetworkBoot) != 1 || !strings.HasPrefix(d.NetworkBoot[0], "<os><bootmenu enable='yes'> with a network interface") {
+		t.Errorf("boot menu with a NIC: %q", d.NetworkBoot)
+	}
+	noROM := replace(t, menu, "<interface type='network'>", "<interface type='network'><rom enabled='no'/>")
+	if d := parse(t, noROM); len(d.NetworkBoot) != 0 {
+		t.Errorf("boot menu, NIC ROM off: %q", d.NetworkBoot)
+	}
+	off := replace(t, plain, "<os>", "<os><bootmenu enable='no'/>")
+	if d := parse(t, off); len(d.NetworkBoot) != 0 {
+		t.Errorf("boot menu off: %q", d.NetworkBoot)
+	}
+}

@@ -252,6 +252,9 @@ type osXML struct {
 	Boot []struct {
 		Dev string `xml:"dev,attr"`
 	} `xml:"boot"`
+	BootMenu []struct {
+		Enable string `xml:"enable,attr"`
+	} `xml:"bootmenu"`
 }
 
 type metadataXML struct {

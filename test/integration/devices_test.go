@@ -235,6 +235,8 @@ func TestDevicesWithRealLibvirt(t *testing.T) {
 			"vmgate: network boot not allowed: <os><boot dev='network'>"},
 		{"boot-order-nic", deviceDomain{NIC: "<boot order='1'/>"},
 			"vmgate: network boot not allowed: interface 1 has <boot order='1'>"},
+		{"boot-menu", deviceDomain{OS: "<bootmenu enable='yes'/>", NIC: "<mac address='52:54:00:00:00:02'/>"},
+			"vmgate: network boot not allowed: <os><bootmenu enable='yes'> with a network interface"},
 	} {
 		c.dd.Disk = disk
 		d := defineDeviceDomain(t, l, c.name, c.dd)
@@ -244,6 +246,12 @@ func TestDevicesWithRealLibvirt(t *testing.T) {
 			continue
 		}
 		t.Logf("enforce: %s: %s", c.name, stderr[strings.Index(stderr, "vmgate: "):])
+	}
+	menu := defineDeviceDomain(t, l, "boot-menu-rom-off", deviceDomain{Disk: disk, OS: "<bootmenu enable='yes'/>", NIC: "<rom enabled='no'/>"})
+	if stderr, err := menu.Start(); err != nil {
+		t.Errorf("boot menu with the NIC ROM off refused: %v\n%s", err, stderr)
+	} else {
+		menu.Destroy()
 	}
 	exempt := defineDeviceDomain(t, l, "exempt-boot", deviceDomain{Disk: disk, NIC: "<boot order='1'/>"})
 	if stderr, err := exempt.Start(); err != nil {
