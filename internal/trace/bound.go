@@ -2,6 +2,7 @@ package trace
 
 import (
 	"fmt"
+	"strconv"
 	"unicode/utf8"
 )
 
@@ -73,7 +74,7 @@ func Bound(r *Record) {
 	}
 	for i := range r.Images {
 		im := &r.Images[i]
-		p := fmt.Sprintf("images[%d].", i)
+		p := "images[" + strconv.Itoa(i) + "]."
 		for _, f := range []struct {
 			name string
 			s    *string
@@ -93,15 +94,21 @@ func Bound(r *Record) {
 		b.cut("macs")
 	}
 	for i := range r.MACs {
-		b.str(fmt.Sprintf("macs[%d]", i), &r.MACs[i])
+		if !fits(r.MACs[i]) { // no name built for what is not cut
+			b.str(fmt.Sprintf("macs[%d]", i), &r.MACs[i])
+		}
 	}
 	if len(r.IPs) > MaxIPs {
 		r.IPs = r.IPs[:MaxIPs:MaxIPs]
 		b.cut("ips")
 	}
 	for i := range r.IPs {
-		b.str(fmt.Sprintf("ips[%d].address", i), &r.IPs[i].Address)
-		b.str(fmt.Sprintf("ips[%d].type", i), &r.IPs[i].Type)
+		if !fits(r.IPs[i].Address) {
+			b.str(fmt.Sprintf("ips[%d].address", i), &r.IPs[i].Address)
+		}
+		if !fits(r.IPs[i].Type) {
+			b.str(fmt.Sprintf("ips[%d].type", i), &r.IPs[i].Type)
+		}
 	}
 }
 

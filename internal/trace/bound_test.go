@@ -117,3 +117,14 @@ func TestAppendRecordsAnOversizedRefusal(t *testing.T) {
 		t.Errorf("recorded %+v", line.Data.Truncated)
 	}
 }
+
+// BenchmarkBound: what bounding costs a typical record that needs no cut, on every write.
+func BenchmarkBound(b *testing.B) {
+	r := Record{Host: "hv-node-07", Event: AdmissionAllow, Outcome: OutcomeSuccess, Reason: "", Domain: Domain{Name: "instance-0000002a", UUID: "7d3c1f0e-5b8a-4f1e-9c2d-0a1b2c3d4e5f"},
+		User: &Owner{ID: "9f8e7d6c5b4a49388776655443322110", Name: "carol"}, Project: &Owner{ID: "0a1b2c3d4e5f46778899aabbccddeeff", Name: "hep"},
+		Images: []Image{{Disk: "vda", Source: "/var/lib/nova/instances/7d3c1f0e-5b8a-4f1e-9c2d-0a1b2c3d4e5f/disk", SHA512: strings.Repeat("ab", 64)}},
+		MACs:   []string{"fa:16:3e:12:34:56"}, IPs: []IP{{Address: "10.20.30.41", Type: "fixed"}}, Version: "1.0.0"}
+	for b.Loop() {
+		Bound(&r)
+	}
+}
