@@ -170,6 +170,13 @@ func TestDevicesWithRealLibvirt(t *testing.T) {
 	for i, a := range attacks {
 		d := defineDeviceDomain(t, l, a.name, a.dd)
 		doms[i] = d
+		if a.name == "emulator" {
+			// libvirt probes a new emulator when the domain is defined, as root, before any
+			// hook runs: the hook gates the start only (docs/threat-model.md).
+			if probed, got := fileHas(marker, "-machine none"); !probed {
+				t.Errorf("libvirt did not probe the emulator at define: %s", got)
+			}
+		}
 		if stderr, err := d.Start(); err != nil {
 			t.Fatalf("%s in warn mode: %v\n%s", a.name, err, stderr)
 		}
