@@ -104,6 +104,9 @@ func (j *Judge) decide(d *domain.Domain) Decision {
 	if len(d.QEMUArgs) > 0 {
 		return refuse("the domain passes raw QEMU arguments (qemu:commandline), which can add disks vmgate cannot see; exempt the domain by name in admission.exempt_domains if this is intended")
 	}
+	if dec, refused := j.judgeDevices(d); refused {
+		return dec
+	}
 	if d.Kernel != "" {
 		return refuse("the domain boots kernel %s directly, which no image list can vouch for; exempt the domain by name in admission.exempt_domains if this is intended", d.Kernel)
 	}

@@ -210,6 +210,40 @@ type Admission struct {
 	ExemptDomains []string `yaml:"exempt_domains"`
 	// ExemptProjects are Keystone project ids whose instances are admitted without a check.
 	ExemptProjects []string `yaml:"exempt_projects"`
+	// FirmwareDirs are the directories from which a domain may load firmware, NVRAM
+	// templates, ROM files, ACPI tables, device trees and fw_cfg blobs: the guest runs
+	// them, and no image list vouches for them. Absent: DefaultFirmwareDirs().
+	FirmwareDirs []string `yaml:"firmware_dirs"`
+	// Emulators are glob patterns (path.Match) on the path, symbolic links resolved, of the
+	// programs a domain's <emulator> may run as QEMU. Absent: DefaultEmulators().
+	Emulators []string `yaml:"emulators"`
+}
+
+// DefaultFirmwareDirs are where Debian's and RHEL's packages put firmware and ROMs: OVMF
+// and AAVMF (edk2), SeaBIOS, iPXE and QEMU's own data directory.
+func DefaultFirmwareDirs() []string {
+	return []string{
+		"/usr/share/qemu",             // QEMU's data (Debian, Fedora): vgabios, links to the others
+		"/usr/share/qemu-kvm",         // RHEL's QEMU data directory
+		"/usr/share/OVMF",             // edk2 for x86 (Debian: ovmf; RHEL: links into edk2/ovmf)
+		"/usr/share/ovmf",             // Debian's ovmf: OVMF.fd
+		"/usr/share/edk2",             // RHEL and Fedora's edk2-ovmf, edk2-aarch64
+		"/usr/share/AAVMF",            // edk2 for Arm (Debian: qemu-efi-aarch64, qemu-efi-arm; RHEL)
+		"/usr/share/qemu-efi-aarch64", // Debian's qemu-efi-aarch64: QEMU_EFI.fd
+		"/usr/share/seabios",          // SeaBIOS (Debian: seabios; RHEL: seabios-bin)
+		"/usr/share/seavgabios",       // RHEL's seavgabios-bin
+		"/usr/lib/ipxe",               // Debian's ipxe-qemu: NIC option ROMs
+		"/usr/share/ipxe",             // RHEL's ipxe-roms-qemu
+	}
+}
+
+// DefaultEmulators are the QEMU binaries Debian's and RHEL's packages install.
+func DefaultEmulators() []string {
+	return []string{
+		"/usr/bin/qemu-system-*", // Debian, Fedora
+		"/usr/bin/kvm",           // Debian's wrapper
+		"/usr/libexec/qemu-kvm",  // RHEL (/usr/bin/qemu-kvm links to it)
+	}
 }
 
 // Subscription is one endorser's signed image list.
@@ -322,6 +356,13 @@ func (c *Config) fillDefaults() {
 	if c.Admission.IncomingMigration == "" {
 		c.Admission.IncomingMigration = MigrationJudge
 	}
+	// An explicit empty list is kept: it allows none.
+	if c.Admission.FirmwareDirs == nil {
+		c.Admission.FirmwareDirs = DefaultFirmwareDirs()
+	}
+	if c.Admission.Emulators == nil {
+		c.Admission.Emulators = DefaultEmulators()
+	}
 	if c.StateDir == "" {
 		c.StateDir = DefaultStateDir
 	}
@@ -431,6 +472,16 @@ func (a *Admission) validate() error {
 			if _, err := path.Match(p, ""); err != nil || p == "" {
 				return fmt.Errorf("config: %s: %q is not a valid glob pattern", key, p)
 			}
+		}
+	}
+	for _, d := range a.FirmwareDirs {
+		if !filepath.IsAbs(d) || filepath.Clean(d) != d || d == "/" {
+			return fmt.Errorf("config: admission.firmware_dirs: %q must be a clean absolute path of a directory other than /", d)
+		}
+	}
+	for _, p := range a.Emulators {
+		if _, err := path.Match(p, ""); err != nil || !filepath.IsAbs(p) || filepath.Clean(p) != p {
+			return fmt.Errorf("config: admission.emulators: %q must be a clean absolute path or glob pattern", p)
 		}
 	}
 	return nil

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -93,10 +94,25 @@ func TestAdmissionDefaultsAndValidation(t *testing.T) {
 	if c.Admission.Mode != ModeEnforce || c.Admission.ExemptDisks[0] != "*.iso" {
 		t.Fatalf("%+v", c.Admission)
 	}
+	if !slices.Contains(c.Admission.FirmwareDirs, "/usr/share/OVMF") || !slices.Contains(c.Admission.Emulators, "/usr/libexec/qemu-kvm") {
+		t.Errorf("defaults: %+v", c.Admission)
+	}
+	// A list replaces the defaults; an empty one allows nothing.
+	c, err = Parse([]byte("admission: {firmware_dirs: [/opt/fw], emulators: []}\n"))
+	if err != nil || !slices.Equal(c.Admission.FirmwareDirs, []string{"/opt/fw"}) || c.Admission.Emulators == nil || len(c.Admission.Emulators) != 0 {
+		t.Errorf("%v %+v", err, c.Admission)
+	}
 	for in, want := range map[string]string{
-		"admission: {mode: audit}":           "admission.mode",
-		"admission: {exempt_domains: ['[']}": "admission.exempt_domains",
-		"image_dirs: [images]":               "image_dirs",
+		"admission: {mode: audit}":                           "admission.mode",
+		"admission: {exempt_domains: ['[']}":                 "admission.exempt_domains",
+		"image_dirs: [images]":                               "image_dirs",
+		"admission: {firmware_dirs: [fw]}":                   "admission.firmware_dirs",
+		"admission: {firmware_dirs: [/]}":                    "admission.firmware_dirs",
+		"admission: {firmware_dirs: [/usr/share/../../tmp]}": "admission.firmware_dirs",
+		"admission: {firmware_dirs: [/usr/share/qemu/]}":     "admission.firmware_dirs",
+		"admission: {emulators: [qemu]}":                     "admission.emulators",
+		"admission: {emulators: ['/usr/bin/[']}":             "admission.emulators",
+		"admission: {emulator: [/usr/bin/qemu]}":             "field emulator not found",
 	} {
 		if _, err := Parse([]byte(in)); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s: err = %v, want it to name %s", in, err, want)

@@ -55,6 +55,30 @@ type Domain struct {
 	// QEMUArgs are the <qemu:commandline> arguments. libvirt passes them to QEMU unchecked,
 	// so they can attach drives that Disks does not list.
 	QEMUArgs []string
+	// QEMUPassthrough names the QEMU namespace's other pass-through elements present:
+	// "qemu:override" (sets any device property, a romfile say), "qemu:capabilities".
+	QEMUPassthrough []string
+
+	// Emulator is <devices><emulator>, exactly as written: the program libvirt runs as
+	// QEMU. "" when the XML has none.
+	Emulator string
+	// Firmware are the files other than disks that QEMU loads for the guest to run:
+	// <os><loader>, <nvram template>, <dtb>, <shim>, ACPI tables, fw_cfg blobs and every
+	// device's <rom file>. The <nvram> file itself is the domain's own state, like a disk's
+	// overlay, and is not listed.
+	Firmware []File
+	// Passthrough describes the host devices given to the guest: every <hostdev>,
+	// <redirdev> and <interface type='hostdev'>.
+	Passthrough []string
+	// NetworkBoot says what makes the guest boot from the network: <os><boot
+	// dev='network'>, an <interface> with a <boot order>.
+	NetworkBoot []string
+	// MemoryFiles are the host files behind memory devices (nvdimm, virtio-pmem), which the
+	// guest sees as storage, and the <shmem> regions a host process can fill.
+	MemoryFiles []string
+	// HostScripts are the <script> and <downscript> paths of interfaces: programs libvirt
+	// runs on the host, as root, when the domain starts and stops.
+	HostScripts []string
 }
 
 // Disk is one <disk> device.
@@ -68,7 +92,8 @@ type Disk struct {
 	Type string
 	// Source is what the <source> element names; nil when the disk has none.
 	Source *Source
-	// Format is the <driver type>: "qcow2", "raw", ...; "" when absent.
+	// Format is the <driver type>: "qcow2", "raw", ... When the XML gives none it is "raw"
+	// for a file or block disk, as libvirt opens it, and "" for other types.
 	Format string
 	// Target is the guest device name from <target dev>: "vda", "hdd".
 	Target   string

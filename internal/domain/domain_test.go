@@ -20,6 +20,7 @@ func TestParseFixtures(t *testing.T) {
 		{"nova-zed-prepare.xml", &Domain{
 			Type:         "qemu",
 			Name:         "instance-00000003",
+			Emulator:     "/usr/bin/qemu-system-x86_64",
 			UUID:         "0de1a539-75ac-4b02-9712-69e774009d60",
 			SMBIOSSerial: "0de1a539-75ac-4b02-9712-69e774009d60",
 			Boot:         Boot{Devs: []string{"hd"}},
@@ -246,7 +247,7 @@ func TestParseDisks(t *testing.T) {
 		Name: "disks",
 		Disks: []Disk{
 			{Device: "cdrom", Type: "file", Format: "raw", Target: "sda", ReadOnly: true},
-			{Device: "floppy", Type: "file", Source: &Source{}, Target: "fda"},
+			{Device: "floppy", Type: "file", Format: "raw", Source: &Source{}, Target: "fda"},
 			{
 				Device: "disk", Type: "network", Format: "raw", Target: "vdb",
 				Source: &Source{Protocol: "rbd", Name: "vms/7d3c1f0e-5b8a-4f1e-9c2d-0a1b2c3d4e5f_disk"},
@@ -271,7 +272,8 @@ func TestParseDisks(t *testing.T) {
 					},
 				},
 			},
-			{Device: "disk", Type: "file", Source: &Source{Path: "/img/defaults.raw"}, Target: "vdf"},
+			// No <driver type>: libvirt opens it as raw.
+			{Device: "disk", Type: "file", Format: "raw", Source: &Source{Path: "/img/defaults.raw"}, Target: "vdf"},
 		},
 	}
 	got := parse(t, doc)

@@ -33,6 +33,10 @@ func FuzzParse(f *testing.F) {
 			}
 		}
 		for _, disk := range d.Disks {
+			// libvirt opens a local disk without <driver type> as raw; never probe it.
+			if (disk.Type == "file" || disk.Type == "block") && disk.Format == "" {
+				t.Fatalf("disk %s has no format", disk.Target)
+			}
 			depth := 0
 			for b := disk.BackingStore; b != nil; b = b.BackingStore {
 				if depth++; depth > maxBackingStores {

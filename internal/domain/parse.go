@@ -94,9 +94,16 @@ func decode(data []byte) (*domainXML, error) {
 // so refusing one costs nothing and leaves no doubt. It also presents Nova's namespace 1.0
 // as 1.1: both name the same elements, and the struct tags below can then match Nova
 // elements by namespace URI whatever prefix the document bound it to.
+//
+// It also refuses what libxml2 (and so libvirt) reads differently from encoding/xml, so
+// that `vmgate check` on a hand-written file judges what libvirt will run (see checkStart).
 type filter struct {
 	d              *xml.Decoder
 	nova10, nova11 bool
+
+	depth     int // of the element being read; the root <domain> is 1
+	metaDepth int // depth of <metadata> while inside it, else 0
+	qemuDepth int // depth of a top-level <qemu:…> element while inside it, else 0
 }
 
 func (f *filter) Token() (xml.Token, error) {
@@ -105,13 +112,85 @@ func (f *filter) Token() (xml.Token, error) {
 	case xml.Directive:
 		return nil, fmt.Errorf("line %d: a <!%s> declaration is not allowed; libvirt never sends one", f.line(), directiveName(t))
 	case xml.StartElement:
+		f.depth++
+		if err := f.checkStart(&t); err != nil {
+			return nil, fmt.Errorf("line %d: %w", f.line(), err)
+		}
 		t.Name.Space = f.space(t.Name.Space)
 		return t, err
 	case xml.EndElement:
+		if f.depth == f.metaDepth {
+			f.metaDepth = 0
+		}
+		if f.depth == f.qemuDepth {
+			f.qemuDepth = 0
+		}
+		f.depth--
 		t.Name.Space = f.space(t.Name.Space)
 		return t, err
 	}
 	return tok, err
+}
+
+// qemuElements are the elements of libvirt's QEMU namespace that may stand under <domain>.
+var qemuElements = map[string]bool{"commandline": true, "capabilities": true, "override": true, "deprecation": true}
+
+// checkStart refuses an element that libvirt would read otherwise than encoding/xml does:
+//   - two attributes of the same name: libxml2 refuses the document, encoding/xml keeps both
+//     and a struct takes the last;
+//   - outside <metadata>, an attribute in a namespace (<source x:file='b'>): libxml2's
+//     xmlGetProp, which libvirt uses, matches attributes by name whatever their namespace
+//     and takes the first, while a struct tag takes the last;
+//   - outside <metadata>, an attribute value with a tab or a line break: libxml2 turns a
+//     literal one into a space (XML attribute value normalisation), encoding/xml keeps it,
+//     so file='a<newline>b' would name two different files;
+//   - outside <metadata> and the QEMU namespace's own elements, an element in a namespace
+//     (<x:source>, a default xmlns='…'): libvirt finds elements by XPath, which does not
+//     match them, while a struct tag without a namespace would.
+//
+// libvirt drops all of these when it defines a domain, so the XML the hook receives never
+// has them; a hand-written file given to `vmgate check` may.
+func (f *filter) checkStart(t *xml.StartElement) error {
+	for i, a := range t.Attr {
+		for _, b := range t.Attr[:i] {
+			if a.Name == b.Name {
+				return fmt.Errorf("<%s> has attribute %s twice", t.Name.Local, attrName(a.Name))
+			}
+		}
+	}
+	if f.depth == 1 && t.Name.Space != "" {
+		return fmt.Errorf("root element <%s> is in namespace %q; libvirt's <domain> has none", t.Name.Local, t.Name.Space)
+	}
+	if f.metaDepth != 0 {
+		return nil
+	}
+	if f.depth == 2 && t.Name.Space == "" && t.Name.Local == "metadata" {
+		f.metaDepth = f.depth
+	}
+	switch {
+	case t.Name.Space == "":
+	case t.Name.Space == QEMUNamespace && f.depth == 2 && qemuElements[t.Name.Local]:
+		f.qemuDepth = f.depth
+	case t.Name.Space == QEMUNamespace && f.qemuDepth != 0:
+	default:
+		return fmt.Errorf("element <%s> in namespace %q is not part of libvirt's domain XML, which reads only un-namespaced elements there; remove it", t.Name.Local, t.Name.Space)
+	}
+	for _, a := range t.Attr {
+		if a.Name.Space != "" && a.Name.Space != "xmlns" {
+			return fmt.Errorf("<%s> has attribute %s in a namespace; libvirt would read it as %q, ambiguously: remove it", t.Name.Local, attrName(a.Name), a.Name.Local)
+		}
+		if strings.ContainsAny(a.Value, "\t\n\r") {
+			return fmt.Errorf("<%s> attribute %s has a tab or line break, which libvirt reads as a space; remove it", t.Name.Local, a.Name.Local)
+		}
+	}
+	return nil
+}
+
+func attrName(n xml.Name) string {
+	if n.Space == "" {
+		return n.Local
+	}
+	return n.Space + ":" + n.Local
 }
 
 func (f *filter) space(ns string) string {
@@ -151,23 +230,33 @@ type domainXML struct {
 	Devices  []devicesXML  `xml:"devices"`
 	OS       []osXML       `xml:"os"`
 	QEMU     []qemuCmdXML  `xml:"http://libvirt.org/schemas/domain/qemu/1.0 commandline"`
+	// The other pass-through elements of the QEMU namespace, which change what QEMU runs.
+	QEMUOverride     []struct{} `xml:"http://libvirt.org/schemas/domain/qemu/1.0 override"`
+	QEMUCapabilities []struct{} `xml:"http://libvirt.org/schemas/domain/qemu/1.0 capabilities"`
 
 	novaNamespace string // the Nova namespace the document used, set by decode
 }
 
 type osXML struct {
-	Firmware string   `xml:"firmware,attr"`
-	Kernel   []string `xml:"kernel"`
-	Initrd   []string `xml:"initrd"`
-	Boot     []struct {
+	Firmware string      `xml:"firmware,attr"`
+	Kernel   []string    `xml:"kernel"`
+	Initrd   []string    `xml:"initrd"`
+	Loader   []loaderXML `xml:"loader"`
+	NVRAM    []nvramXML  `xml:"nvram"`
+	DTB      []string    `xml:"dtb"`
+	Shim     []string    `xml:"shim"`
+	ACPI     []struct {
+		Tables []struct {
+			Type string `xml:"type,attr"`
+			Path string `xml:",chardata"`
+		} `xml:"table"`
+	} `xml:"acpi"`
+	Boot []struct {
 		Dev string `xml:"dev,attr"`
 	} `xml:"boot"`
 	BootMenu []struct {
 		Enable string `xml:"enable,attr"`
 	} `xml:"bootmenu"`
-	Loader []struct {
-		Type string `xml:"type,attr"`
-	} `xml:"loader"`
 }
 
 type metadataXML struct {
@@ -175,7 +264,12 @@ type metadataXML struct {
 }
 
 type sysinfoXML struct {
-	Type   string `xml:"type,attr"`
+	Type string `xml:"type,attr"`
+	// Entry are the blobs of <sysinfo type='fwcfg'>, handed to the firmware.
+	Entry []struct {
+		Name string `xml:"name,attr"`
+		File string `xml:"file,attr"`
+	} `xml:"entry"`
 	System []struct {
 		Entries []struct {
 			Name  string `xml:"name,attr"`
@@ -185,6 +279,14 @@ type sysinfoXML struct {
 }
 
 type devicesXML struct {
+	Emulator  []string      `xml:"emulator"`
+	Hostdevs  []hostdevXML  `xml:"hostdev"`
+	Redirdevs []redirdevXML `xml:"redirdev"`
+	Memory    []memoryXML   `xml:"memory"`
+	Shmem     []struct {
+		Name string `xml:"name,attr"`
+	} `xml:"shmem"`
+	Other       []anyDeviceXML `xml:",any"`
 	Disks       []diskXML      `xml:"disk"`
 	Interfaces  []interfaceXML `xml:"interface"`
 	Filesystems []struct {
@@ -245,6 +347,10 @@ type interfaceXML struct {
 	Target []struct {
 		Dev string `xml:"dev,attr"`
 	} `xml:"target"`
+	Rom        []romXML  `xml:"rom"`
+	Boot       []bootXML `xml:"boot"`
+	Script     []pathXML `xml:"script"`
+	Downscript []pathXML `xml:"downscript"`
 }
 
 type qemuCmdXML struct {
@@ -396,6 +502,9 @@ func (x *domainXML) convert() (*Domain, error) {
 			d.QEMUArgs = append(d.QEMUArgs, a.Value)
 		}
 	}
+	if err := x.convertDevices(d, osx, devices); err != nil {
+		return nil, err
+	}
 	metadata, err := one(x.Metadata, "<metadata>")
 	if err != nil {
 		return nil, err
@@ -429,6 +538,12 @@ func (x *diskXML) convert() (Disk, error) {
 	}
 	if driver != nil {
 		d.Format = driver.Type
+	}
+	if d.Format == "" && (d.Type == "file" || d.Type == "block") {
+		// libvirt never probes a disk's format: without <driver type> it opens the source
+		// as raw (checked on libvirt 9.0, see test/integration/devices_test.go), so its own
+		// bytes are what the guest boots, whatever header they start with.
+		d.Format = "raw"
 	}
 	if d.Source, err = convertSource(x.Source, d.Type); err != nil {
 		return d, err

@@ -286,30 +286,9 @@ func (d *recordDecoder) recordField(r *trace.Record, key []byte, mask *uint32) b
 			}
 		}
 	case "macs":
-		if !seen(mask, 17) {
-			return false
-		}
-		r.MACs = nil
-		if d.null() {
-			return true
-		}
-		if !d.consume('[') {
-			return false
-		}
-		r.MACs = []string{}
-		for first := true; ; first = false {
-			done, ok := d.elem(first)
-			if !ok {
-				return false
-			}
-			if done {
-				return true
-			}
-			r.MACs = append(r.MACs, "")
-			if !d.str(&r.MACs[len(r.MACs)-1]) {
-				return false
-			}
-		}
+		return seen(mask, 17) && d.strings(&r.MACs)
+	case "truncated":
+		return seen(mask, 21) && d.strings(&r.Truncated)
 	case "ips":
 		if !seen(mask, 18) {
 			return false
@@ -337,6 +316,31 @@ func (d *recordDecoder) recordField(r *trace.Record, key []byte, mask *uint32) b
 		}
 	}
 	return false // a key this version does not know
+}
+
+// strings reads a list of strings, or null, into *l.
+func (d *recordDecoder) strings(l *[]string) bool {
+	*l = nil
+	if d.null() {
+		return true
+	}
+	if !d.consume('[') {
+		return false
+	}
+	*l = []string{}
+	for first := true; ; first = false {
+		done, ok := d.elem(first)
+		if !ok {
+			return false
+		}
+		if done {
+			return true
+		}
+		*l = append(*l, "")
+		if !d.str(&(*l)[len(*l)-1]) {
+			return false
+		}
+	}
 }
 
 func (d *recordDecoder) actor(a *trace.Actor) bool {

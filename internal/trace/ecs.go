@@ -142,6 +142,7 @@ func (r Record) ECS(seq uint64, hash, prev string) map[string]any {
 	}
 	put(vm, "libvirt_op", r.Op)
 	put(vm, "version", r.Version)
+	putList(vm, "truncated", r.Truncated)
 	putList(vm, "macs", r.MACs)
 	if len(r.IPs) > 0 {
 		ips := make([]any, len(r.IPs))

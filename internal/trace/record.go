@@ -70,6 +70,9 @@ type Record struct {
 	RevokedAt *time.Time `json:"revoked_at,omitempty"`
 	Block     *Block     `json:"block,omitempty"` // block.* records, and refusals by a block
 	Version   string     `json:"vmgate_version"`
+	// Truncated names the fields Bound cut to make the record fit ("reason",
+	// "images[0].source", "images" when entries were dropped); empty when none was.
+	Truncated []string `json:"truncated,omitempty"`
 }
 
 // Block is one of the site's own blocks: what it names, why, until when, who set it and

@@ -14,13 +14,16 @@ func JournalPath(stateDir string) string { return filepath.Join(stateDir, "trace
 // Append writes records to the trace journal: one write and one fdatasync for the few
 // records of the hook or of terminate, as few batches as the journal allows for the many of
 // a large sync. When it returns nil the records are on disk; on an error, a single batch
-// left nothing behind.
+// left nothing behind. Each record is bounded first (see Bound), so any record fits.
 func Append(stateDir string, recs ...Record) error {
 	if len(recs) == 0 {
 		return nil
 	}
 	data := make([]json.RawMessage, len(recs))
 	for i := range recs {
+		// Whatever the input, the record fits: no record, no start, so a refusal that
+		// could not be recorded would be a start nobody can trace.
+		Bound(&recs[i])
 		b, err := json.Marshal(&recs[i])
 		if err != nil {
 			return fmt.Errorf("trace record: %w", err)
