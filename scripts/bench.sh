@@ -68,7 +68,7 @@ fi
 # node DIR N: a node whose snapshot endorses DIR/base.raw among N made-up images, from a list
 # signed with cosign and synced by vmgate; DIR/domain.xml is a plain domain on that image.
 node() {
-	local dir=$1 n=$2
+	local dir=$1 n=$2 bindir=${3:-bin}
 	mkdir -p "$dir"
 	head -c 1048576 /dev/urandom >"$dir/base.raw"
 	go run ./test/tools/mklist -n "$n" -image "$dir/base.raw" -o "$dir/image.list"
@@ -78,14 +78,14 @@ node() {
 		state_dir: $dir/state
 		subscriptions: [{name: bench, url: "file://$dir/image.list", cosign_keys: [$work/cosign.pub]}]
 	YAML
-	bin/vmgate --config "$dir/vmgate.yaml" --log-level warn sync >/dev/null
+	"$bindir/vmgate" --config "$dir/vmgate.yaml" --log-level warn sync >/dev/null
 	cat >"$dir/domain.xml" <<-XML
 		<domain type='qemu'><name>bench</name><uuid>3f2e1d0c-9b8a-4766-8554-433221100fed</uuid>
 		<devices><disk type='file' device='disk'><driver name='qemu' type='raw'/><source file='$dir/base.raw'/><target dev='vda'/></disk>
 		<interface type='network'><mac address='52:54:00:ab:cd:ef'/><source network='default'/></interface></devices></domain>
 	XML
 	# The first start hashes the base image; what is measured is every start after it.
-	VMGATE_CONFIG="$dir/vmgate.yaml" bin/vmgate-hook bench prepare begin - <"$dir/domain.xml"
+	VMGATE_CONFIG="$dir/vmgate.yaml" "$bindir/vmgate-hook" bench prepare begin - <"$dir/domain.xml"
 }
 
 # bench_blocks: what the site's blocks cost the hook and what a block costs the operator.
@@ -122,8 +122,56 @@ bench_blocks() {
 	echo "- baseline, a first sync of the same list: $(ms "$sy"); ratio block / sync $(ratio "$bk" "$sy")"
 	echo
 }
-bench_blocks
-[[ -z ${BENCH_ONLY:-} ]] || exit 0
+
+# bench_gate: the hook's allow path on a plain domain whose disk is a qcow2 overlay of an
+# endorsed base (the chain, the overlay and the per-host memory judged), against the hook
+# of BENCH_BASE (the commit before the gate judged chains, overlays, devices and Nova disks)
+# and against the durable floor: a Go program that appends 1 KiB and fdatasyncs.
+# BENCH_ONLY=gate runs this section alone.
+bench_gate() {
+	local rev=${BENCH_BASE:-a08211c}
+	echo "## The gate: hook allow path against the hook of $rev and the durable floor"
+	[[ -e $work/cosign.key ]] || (cd "$work" && COSIGN_PASSWORD=bench cosign generate-key-pair >/dev/null 2>&1)
+	mkdir -p "$work/old/src" "$work/old/bin"
+	git archive "$rev" | tar -x -C "$work/old/src"
+	(cd "$work/old/src" && go build -tags libvirt_dlopen -o "$work/old/bin/vmgate" ./cmd/vmgate && go build -o "$work/old/bin/vmgate-hook" ./cmd/vmgate-hook)
+	go build -o "$work/appendsync" ./test/tools/appendsync
+	local v
+	for v in new old; do
+		local bindir=bin
+		[[ $v == old ]] && bindir=$work/old/bin
+		node "$work/g$v" 10 "$bindir"
+		qemu-img create -q -f qcow2 -b "$work/g$v/base.raw" -F raw "$work/g$v/top.qcow2"
+		sed -e "s|type='raw'/><source file='$work/g$v/base.raw'|type='qcow2'/><source file='$work/g$v/top.qcow2'|" "$work/g$v/domain.xml" >"$work/g$v/overlay.xml"
+		grep -q top.qcow2 "$work/g$v/overlay.xml" || { echo "bench: overlay domain not written" >&2; exit 1; }
+		VMGATE_CONFIG="$work/g$v/vmgate.yaml" "$bindir/vmgate-hook" bench prepare begin - <"$work/g$v/overlay.xml" ||
+			{ echo "bench: the $v hook refused the overlay domain" >&2; exit 1; }
+	done
+	local hnew="VMGATE_CONFIG=$work/gnew/vmgate.yaml bin/vmgate-hook bench prepare begin - <$work/gnew/overlay.xml"
+	local hold="VMGATE_CONFIG=$work/gold/vmgate.yaml $work/old/bin/vmgate-hook bench prepare begin - <$work/gold/overlay.xml"
+	local floor="$work/appendsync $work/appendsync.out"
+	echo "command: 3 rounds of hyperfine --shell=bash --warmup 5 --runs 50 '<hook>' '<hook of $rev>' '$floor'"
+	for r in 1 2 3; do
+		hyperfine --shell=bash --warmup 5 --runs 50 --export-csv "$work/gate$r.csv" "$hnew" "$hold" "$floor" >/dev/null 2>&1
+	done
+	gcol() { for r in 1 2 3; do awk -F, -v row="$1" 'NR==row {print $4*1e9}' "$work/gate$r.csv"; done | median; }
+	grat() { for r in 1 2 3; do awk -F, -v a="$1" -v b="$2" 'NR==a {x=$4} NR==b {y=$4} END {print x/y}' "$work/gate$r.csv"; done | median | xargs printf %.2f; }
+	echo "- hook, qcow2 overlay on an endorsed base: $(ms "$(gcol 2)"), ratio to the floor $(grat 2 4), to the hook of $rev $(grat 2 3) (target ≤ 1.5)"
+	echo "- hook of $rev, the same domain: $(ms "$(gcol 3)"), ratio to the floor $(grat 3 4)"
+	echo "- floor, a Go program that appends 1 KiB and fdatasyncs: $(ms "$(gcol 4)")"
+	echo "command: go test ./internal/admission -bench 'DecideNova' -count $COUNT"
+	gobench ./internal/admission 'BenchmarkDecideNova' 2000x
+	awk '$1 ~ /^BenchmarkDecideNova/ {print $1}' "$work/go.txt" | sort -u | while read -r name; do
+		echo "- $name: $(ms "$(med "$name")")"
+	done
+	echo
+}
+case ${BENCH_ONLY:-} in
+"") bench_blocks; bench_gate ;;
+blocks) bench_blocks; exit 0 ;;
+gate) bench_gate; exit 0 ;;
+*) echo "bench: BENCH_ONLY is blocks or gate" >&2; exit 1 ;;
+esac
 
 echo "## Hook: prepare begin, allow path, durable record included"
 go build -o "$work/appendsync" ./test/tools/appendsync
