@@ -128,6 +128,10 @@ type OpenStack struct {
 	// TrustedProjects are the projects (ids) of the image-sync tool (atrope, cloudkeeper),
 	// whose hash properties are believed for images whose sha512 Glance did not compute.
 	TrustedProjects []string `yaml:"trusted_projects"`
+	// AllowImageBlockDeviceMapping maps images whose properties give Nova block device
+	// mappings (block_device_mapping, bdm_v2), which make an instance boot from something
+	// other than the image's bytes. Off, such an image is not mapped to its endorsement.
+	AllowImageBlockDeviceMapping bool `yaml:"allow_image_block_device_mapping"`
 }
 
 // Sink types.
@@ -196,7 +200,19 @@ type Admission struct {
 	ExemptDomains []string `yaml:"exempt_domains"`
 	// ExemptProjects are Keystone project ids whose instances are admitted without a check.
 	ExemptProjects []string `yaml:"exempt_projects"`
+	// NovaInstancesPath is nova-compute's [DEFAULT] instances_path: instance disks are
+	// <path>/<uuid>/disk*, the hypervisor's copies of Glance images <path>/_base/<sha1>.
+	NovaInstancesPath string `yaml:"nova_instances_path"`
+	// NovaVolumesPath is where nova-compute mounts file-based Cinder volumes (NFS, ...):
+	// its [libvirt] nfs_mount_point_base and the like, $state_path/mnt by default.
+	NovaVolumesPath string `yaml:"nova_volumes_path"`
 }
+
+// Defaults of the Nova paths, Nova's own.
+const (
+	DefaultNovaInstancesPath = "/var/lib/nova/instances"
+	DefaultNovaVolumesPath   = "/var/lib/nova/mnt"
+)
 
 // Subscription is one endorser's signed image list.
 type Subscription struct {
@@ -279,6 +295,12 @@ func Load(path string) (*Config, error) {
 func (c *Config) fillDefaults() {
 	if c.Admission.Mode == "" {
 		c.Admission.Mode = ModeEnforce
+	}
+	if c.Admission.NovaInstancesPath == "" {
+		c.Admission.NovaInstancesPath = DefaultNovaInstancesPath
+	}
+	if c.Admission.NovaVolumesPath == "" {
+		c.Admission.NovaVolumesPath = DefaultNovaVolumesPath
 	}
 	if c.StateDir == "" {
 		c.StateDir = DefaultStateDir
@@ -386,6 +408,11 @@ func (a *Admission) validate() error {
 			if _, err := path.Match(p, ""); err != nil || p == "" {
 				return fmt.Errorf("config: %s: %q is not a valid glob pattern", key, p)
 			}
+		}
+	}
+	for key, p := range map[string]string{"admission.nova_instances_path": a.NovaInstancesPath, "admission.nova_volumes_path": a.NovaVolumesPath} {
+		if p != "" && (!path.IsAbs(p) || path.Clean(p) != p || p == "/") {
+			return fmt.Errorf("config: %s: %q is not a clean absolute directory path", key, p)
 		}
 	}
 	return nil

@@ -198,6 +198,7 @@ type diskXML struct {
 	} `xml:"target"`
 	ReadOnly     []struct{}        `xml:"readonly"`
 	BackingStore []backingStoreXML `xml:"backingStore"`
+	Serial       []string          `xml:"serial"`
 }
 
 type sourceXML struct {
@@ -416,6 +417,13 @@ func (x *diskXML) convert() (Disk, error) {
 		d.Target = target.Dev
 	}
 	d.ReadOnly = len(x.ReadOnly) > 0
+	serial, err := one(x.Serial, "<serial>")
+	if err != nil {
+		return d, err
+	}
+	if serial != nil {
+		d.Serial = strings.TrimSpace(*serial)
+	}
 	if d.BackingStore, err = convertBackingStore(x.BackingStore, 1); err != nil {
 		return d, err
 	}
