@@ -170,6 +170,9 @@ func printGlanceReport(out, errw io.Writer, gr *policy.GlanceReport) {
 		if gr.Conflicts > 0 {
 			fmt.Fprintf(out, ", %d whose hash properties disagree (see vmgate images --history)", gr.Conflicts)
 		}
+		if gr.Refused > 0 {
+			fmt.Fprintf(out, ", %d not mapped because a block_device_mapping property makes Nova boot something else (see openstack.allow_image_block_device_mapping)", gr.Refused)
+		}
 		if gr.Untrusted > 0 {
 			fmt.Fprintf(out, ", %d with only a sync tool's hash property from an untrusted project (see openstack.trusted_projects)", gr.Untrusted)
 		}

@@ -116,7 +116,7 @@ func (j *Judge) decideNova(d *domain.Domain) Decision {
 		switch kind {
 		case novaImage:
 			images++
-			j.judgeNovaImage(&disk, dd, name)
+			j.judgeNovaImage(&disk, dd, name, d.Nova.Root)
 		case novaSwap, novaEphemeral:
 			j.judgeNovaBlank(&disk, dd, name, kind)
 		case novaConfig:
@@ -225,7 +225,8 @@ func (j *Judge) novaInstances() string {
 }
 
 // judgeNovaImage judges disk or disk.rescue: a qcow2 overlay on _base/<sha1 of a Glance id>.
-func (j *Judge) judgeNovaImage(disk *Disk, dd *domain.Disk, name string) {
+// root only helps name an image no list knows: its id is the one whose sha1 is the base's.
+func (j *Judge) judgeNovaImage(disk *Disk, dd *domain.Disk, name string, root *domain.NovaRoot) {
 	base, err := j.novaBase(dd)
 	if err != nil {
 		disk.Status, disk.Reason = StatusError, fmt.Sprintf("(%s) %v", name, err)
@@ -241,6 +242,10 @@ func (j *Judge) judgeNovaImage(disk *Disk, dd *domain.Disk, name string) {
 	switch {
 	case err != nil:
 		disk.Status, disk.Reason = StatusError, fmt.Sprintf("cannot read vmgate's snapshot (%v): run `vmgate sync`", err)
+		return
+	case !ok && root != nil && root.Type == "image" && snapshot.NovaBaseName(root.ID) == baseName:
+		disk.GlanceID = root.ID
+		disk.Status, disk.Reason = StatusUnknown, "unknown Glance image: no subscribed list endorses its sha512"
 		return
 	case !ok:
 		disk.Status = StatusUnknown

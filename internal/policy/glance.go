@@ -126,6 +126,9 @@ type GlanceReport struct {
 	Listed    int // images listed
 	Mapped    int // of them, mapped to an image of the lists
 	Conflicts int
+	// Refused are images of known sha512 left unmapped: their properties make Nova boot
+	// something else (block_device_mapping).
+	Refused int
 	Untrusted int // carried only a property, on an image of a project not trusted
 	// Err is why Glance could not be listed; the previous mapping stays in force.
 	Err error
@@ -284,7 +287,7 @@ func resolveGlance(ctx context.Context, g Glance, opts *GlanceOptions, st *State
 		}
 		id := strings.ToLower(img.ID)
 		if r.refused != "" {
-			rep.Conflicts++
+			rep.Refused++
 			next.Refused[id] = r.refused
 			if prev.Refused[id] != r.refused {
 				events = append(events, Event{Event: EventGlanceConflict, Cloud: g.Label(), GlanceID: id, SHA512: r.sha512, Title: img.Name,

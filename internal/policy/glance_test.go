@@ -257,7 +257,7 @@ func TestSyncRefusesImagesWithBlockDeviceMappings(t *testing.T) {
 		withProps(glanceImage(empty, imgs[0].SHA512), PropBlockDeviceMapping, "[]", PropBDMv2, "True"),
 	}}
 	rep := s.syncGlance(g, GlanceOptions{})
-	if gr := rep.Glance; gr.Mapped != 2 || gr.Conflicts != 1 {
+	if gr := rep.Glance; gr.Mapped != 2 || gr.Refused != 1 || gr.Conflicts != 0 {
 		t.Fatalf("glance report %+v", gr)
 	}
 	if s.lookupGlance(mapped) != nil {
