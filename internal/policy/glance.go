@@ -128,7 +128,7 @@ type GlanceReport struct {
 	Conflicts int
 	// Refused are images of known sha512 left unmapped: their properties make Nova boot
 	// something else (block_device_mapping).
-	Refused int
+	Refused   int
 	Untrusted int // carried only a property, on an image of a project not trusted
 	// Err is why Glance could not be listed; the previous mapping stays in force.
 	Err error
