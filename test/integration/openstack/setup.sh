@@ -46,7 +46,8 @@ FLAVOR=m1.vmgate
 
 PACKAGES=(keystone glance-api placement-api nova-api nova-conductor nova-scheduler nova-compute
 	nova-compute-qemu neutron-server neutron-common rabbitmq-server python3-openstackclient
-	python3-osc-placement python3-openstacksdk python3-psycopg2 "postgresql-$PG_VERSION" uwsgi-core uwsgi-plugin-python3 curl)
+	python3-osc-placement python3-openstacksdk python3-psycopg2 "postgresql-$PG_VERSION" uwsgi-core uwsgi-plugin-python3 curl
+	genisoimage) # genisoimage: Nova writes config drives with it (nova-compute only suggests it)
 
 # The services this script runs as its own processes, in start order; down stops them in reverse.
 SERVICES=(keystone glance placement neutron nova-api nova-conductor nova-scheduler nova-compute)
