@@ -102,7 +102,7 @@ func TestNovaDisksOnOpenStack(t *testing.T) {
 	// can boot something else, so sync does not map the image.
 	idM := o.UploadImage(t, cloudUser, "nova-mapped", aPath, "raw")
 	if _, err := o.CLI(cloudUser, "image", "set", "--property", "bdm_v2=True", "--property",
-		`block_device_mapping=[{"boot_index": -1, "source_type": "blank", "destination_type": "local", "guest_format": "swap", "volume_size": 1, "delete_on_termination": true}]`, idM); err != nil {
+		`block_device_mapping=[{"boot_index": -1, "source_type": "blank", "destination_type": "local", "guest_format": "swap", "volume_size": 16, "delete_on_termination": true}]`, idM); err != nil {
 		t.Fatal(err)
 	}
 
@@ -184,7 +184,7 @@ func TestNovaDisksOnOpenStack(t *testing.T) {
 	}
 
 	// The endorsed bytes behind a block device mapping: not mapped, so refused at boot.
-	mapped := o.CreateServer(t, cloudUser, "nova-mapped", idM, 3*time.Minute)
+	mapped := o.createServer(t, cloudUser, "nova-mapped", idM, 3*time.Minute, "--flavor", flavor)
 	if mapped.Status != "ERROR" || !strings.Contains(mapped.FaultMessage+mapped.FaultDetails, "vmgate: not endorsed: image "+idM) {
 		t.Fatalf("server on an image with a block device mapping: %s\nfault: %s\n%s", mapped.Status, mapped.FaultMessage, mapped.FaultDetails)
 	}
