@@ -78,11 +78,11 @@ func (o *OpenStack) serverEvents(t testing.TB, cloud, id string) string {
 // TestNovaDisksOnOpenStack: alice boots an endorsed image with a flavor that has swap and an
 // ephemeral disk, and a config drive: Nova's swap, ephemeral and config drive are recognised
 // by their content and the instance runs. Suspend and resume (managed save) still work.
-// Her rescue with an endorsed image is admitted; with an image no list endorses it is
-// refused with vmgate's reason, though nova:root still names the endorsed image. Unshelving
-// after an offload boots the shelve snapshot, which no list endorses: refused. An upload of
-// the endorsed bytes with a block_device_mapping property is not mapped by sync, and its
-// boot is refused.
+// Her rescue with an endorsed image is admitted. Unshelving after an offload is admitted:
+// Nova rebases the disk from the shelve snapshot onto her endorsed image. Her rescue with an
+// image no list endorses is refused with vmgate's reason, though nova:root still names the
+// endorsed image. An upload of the endorsed bytes with a block_device_mapping property is
+// not mapped by sync, and its boot is refused.
 func TestNovaDisksOnOpenStack(t *testing.T) {
 	o := requireOpenStack(t)
 	l := requireLibvirt(t)
@@ -149,36 +149,32 @@ func TestNovaDisksOnOpenStack(t *testing.T) {
 		t.Fatalf("unrescue: %s", st)
 	}
 
-	// Shelve (offloaded at once, the default) and unshelve: the shelve snapshot is no
-	// endorsed image.
+	// Shelve (offloaded at once, the default) and unshelve: Nova boots the shelve snapshot
+	// but rebases the disk onto the instance's own image (image_base_image_ref) first, so the
+	// base is the endorsed image again and the overlay the instance's own state.
 	if st := o.act(t, cloudUser, full.ID, 4*time.Minute, []string{"server", "shelve", full.ID}, "SHELVED_OFFLOADED"); st != "SHELVED_OFFLOADED" {
 		t.Fatalf("shelve: %s", st)
 	}
 	t.Cleanup(func() { o.deleteImagesNamed(t, full.Name+"-shelved") })
-	st := o.act(t, cloudUser, full.ID, 4*time.Minute, []string{"server", "unshelve", full.ID}, "ACTIVE", "SHELVED_OFFLOADED")
-	if st == "ACTIVE" {
-		t.Fatal("unshelve from the shelve snapshot was admitted")
+	if st := o.act(t, cloudUser, full.ID, 4*time.Minute, []string{"server", "unshelve", full.ID}, "ACTIVE", "SHELVED_OFFLOADED"); st != "ACTIVE" {
+		srv, _ := o.serverShow(full.ID)
+		t.Fatalf("unshelve: %s\nfault: %s\nevents: %s", st, srv.FaultMessage, o.serverEvents(t, cloudUser, full.ID))
 	}
-	srv, _ := o.serverShow(full.ID)
-	if got := srv.FaultMessage + srv.FaultDetails + o.serverEvents(t, cloudUser, full.ID); !strings.Contains(got, "vmgate: not endorsed") {
-		t.Errorf("refused unshelve (%s): vmgate's reason is not in the fault or the events:\n%s", st, got)
+	if allow := lastDecision(s.traceRecords(), "admission.allow", full.ID); !strings.Contains(toJSON(allow), `"glance_id":"`+idA+`"`) {
+		t.Errorf("admission.allow record of the unshelved server: %s", toJSON(allow))
 	}
 
 	// Rescue with an unendorsed image: refused, although nova:root still names idA.
-	plain := o.CreateServer(t, cloudUser, "nova-rescue", idA, 3*time.Minute)
-	if plain.Status != "ACTIVE" {
-		t.Fatalf("server on the endorsed image: %s\n%s", plain.Status, plain.FaultDetails)
-	}
-	if st := o.act(t, cloudUser, plain.ID, 3*time.Minute, []string{"server", "rescue", "--image", idB, plain.ID}, "RESCUE"); st == "RESCUE" {
+	if st := o.act(t, cloudUser, full.ID, 3*time.Minute, []string{"server", "rescue", "--image", idB, full.ID}, "RESCUE"); st == "RESCUE" {
 		t.Fatal("rescue with an unendorsed image was admitted")
 	}
-	srv, _ = o.serverShow(plain.ID)
-	events := o.serverEvents(t, cloudUser, plain.ID)
+	srv, _ := o.serverShow(full.ID)
+	events := o.serverEvents(t, cloudUser, full.ID)
 	if got := srv.FaultMessage + "\n" + srv.FaultDetails + "\n" + events; !strings.Contains(got, "vmgate: not endorsed: disk vda") || !strings.Contains(got, "disk.rescue boots a Glance image no endorsed list names") {
 		t.Fatalf("refused rescue: vmgate's reason is not in the fault or the events:\nmessage: %s\ndetails: %s\nevents: %s", srv.FaultMessage, srv.FaultDetails, events)
 	}
 	t.Logf("fault of the refused rescue: %s", srv.FaultMessage)
-	refuse := lastDecision(s.traceRecords(), "admission.refuse", plain.ID)
+	refuse := lastDecision(s.traceRecords(), "admission.refuse", full.ID)
 	if !strings.Contains(toJSON(refuse), "disk.rescue") {
 		t.Errorf("admission.refuse record of the rescue: %s", toJSON(refuse))
 	}
