@@ -454,7 +454,7 @@ func (j *Judge) decideNovaRoot(n *domain.Nova) Decision {
 // data a swap base holds past its header, which mkswap never writes (a sparse file has
 // none; checkSwap reads at most maxBlankData of it).
 
-const maxBlankData = 16 << 20
+const maxBlankData = 1 << 20
 
 func readAt(p string, n int) ([]byte, *os.File, error) {
 	f, err := os.Open(p)
