@@ -1,9 +1,12 @@
 package snapshot
 
 import (
+	"errors"
 	"path/filepath"
 	"testing"
 	"time"
+
+	bolt "go.etcd.io/bbolt"
 )
 
 func TestLookupNovaBase(t *testing.T) {
@@ -36,5 +39,26 @@ func TestLookupNovaBase(t *testing.T) {
 		if _, _, _, err := s.LookupNovaBase(bad); err == nil {
 			t.Errorf("LookupNovaBase(%q): no error", bad)
 		}
+	}
+}
+
+// A snapshot written before the index existed: the lookup says to run vmgate sync.
+func TestLookupNovaBaseWithoutIndex(t *testing.T) {
+	p := write(t, 2)
+	db, err := bolt.Open(p, 0o644, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Update(func(tx *bolt.Tx) error { return tx.DeleteBucket(bucketNovaBase) }); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	s, err := Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, _, _, err := s.LookupNovaBase(NovaBaseName("x")); !errors.Is(err, ErrNoNovaIndex) {
+		t.Fatalf("err = %v, want ErrNoNovaIndex", err)
 	}
 }
