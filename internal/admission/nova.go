@@ -249,7 +249,7 @@ func (j *Judge) judgeNovaImage(disk *Disk, dd *domain.Disk, name string, root *d
 		return
 	case !ok:
 		disk.Status = StatusUnknown
-		disk.Reason = fmt.Sprintf("%s boots a Glance image no endorsed list names (Nova base %s)", name, baseName)
+		disk.Reason = name + " boots a Glance image no endorsed list names"
 		return
 	}
 	disk.GlanceID, disk.SHA512 = id, e.SHA512

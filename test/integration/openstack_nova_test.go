@@ -66,7 +66,9 @@ func (o *OpenStack) serverEvents(t testing.TB, cloud, id string) string {
 		if req == "" {
 			continue
 		}
-		out, err := o.CLI(cloudAdmin, "server", "event", "show", id, req, "-f", "json")
+		// 2.84: an event's details carry the error, whole (the fault's message is cut at 255
+		// characters, most of them libvirt's prefix).
+		out, err := o.CLI(cloudAdmin, "--os-compute-api-version", "2.84", "server", "event", "show", id, req, "-f", "json")
 		if err != nil {
 			t.Fatal(err)
 		}
