@@ -39,7 +39,9 @@ until it expires. The snapshot is written for the others all the same.
 
 On an OpenStack cloud (openstack.cloud in the configuration, or --cloud), sync also lists
 every Glance image and maps the id of each one whose sha512 a list endorses or revoked, so
-that the hook judges a Nova instance by the Glance id in its domain without a network call.
+that the hook judges a Nova instance's disks (whose base files Nova names after Glance ids)
+without a network call. An image whose block_device_mapping property makes Nova boot
+something else is not mapped (openstack.allow_image_block_device_mapping).
 Glance's own os_hash_value (os_hash_algo sha512) is believed first; the properties that
 image-sync tools set (atrope's image_hash and sha512, cloudkeeper's APPLIANCE_ATTRIBUTES)
 only when Glance computed no sha512, and only on public images or images of
@@ -176,6 +178,9 @@ func printGlanceReport(out, errw io.Writer, gr *policy.GlanceReport) {
 		fmt.Fprintf(out, "glance (cloud %s): %d images listed, %d mapped to images of the lists", gr.Cloud, gr.Listed, gr.Mapped)
 		if gr.Conflicts > 0 {
 			fmt.Fprintf(out, ", %d whose hash properties disagree (see vmgate images --history)", gr.Conflicts)
+		}
+		if gr.Refused > 0 {
+			fmt.Fprintf(out, ", %d not mapped because a block_device_mapping property makes Nova boot something else (see openstack.allow_image_block_device_mapping)", gr.Refused)
 		}
 		if gr.Untrusted > 0 {
 			fmt.Fprintf(out, ", %d with only a sync tool's hash property from an untrusted project (see openstack.trusted_projects)", gr.Untrusted)

@@ -115,9 +115,9 @@ func (j *Judge) decide(d *domain.Domain) Decision {
 	}
 	var dec Decision
 	if d.Nova != nil {
-		dec = j.decideNova(d.Nova)
+		dec = j.decideNova(d) // nova.go
 	} else {
-		dec = j.decideDisks(d)
+		dec = j.decideDisks(d) // disk.go
 	}
 	return j.judgeMemoryImage(d, dec)
 }
@@ -175,44 +175,6 @@ func (j *Judge) exemption(d *domain.Domain) string {
 		return fmt.Sprintf("project %s is in admission.exempt_projects", d.Nova.ProjectID)
 	}
 	return ""
-}
-
-// decideNova judges an OpenStack instance by the Glance image Nova booted it from. The
-// hypervisor's copy of the image was converted, so its bytes cannot be hashed against the
-// list: vmgate sync resolves Glance ids to endorsements instead.
-func (j *Judge) decideNova(n *domain.Nova) Decision {
-	if n.Root == nil {
-		return refuse("the Nova metadata names no root disk, so vmgate cannot tell which image the instance runs")
-	}
-	switch n.Root.Type {
-	case "image":
-	case "volume":
-		if j.Config.AllowBootFromVolume {
-			return Decision{Endorsed: true, Exemption: "boot from volume allowed by admission.allow_boot_from_volume",
-				Disks: []Disk{{Source: "volume " + n.Root.ID, Status: StatusExempt}}}
-		}
-		return refuse("instance boots from volume %s: no image list can vouch for a volume's content; boot from an endorsed image, or set admission.allow_boot_from_volume", n.Root.ID)
-	default:
-		return refuse("the Nova root disk has type %q, which vmgate does not know", n.Root.Type)
-	}
-	disk := Disk{GlanceID: n.Root.ID, Source: "glance:" + n.Root.ID}
-	e, ok, err := j.Snapshot.LookupGlance(n.Root.ID)
-	if err != nil {
-		return refuse("cannot read vmgate's snapshot (%v): run `vmgate sync`", err)
-	}
-	if ok {
-		disk.SHA512 = e.SHA512
-	}
-	if j.blockDisk(&disk, e) {
-		return j.conclude([]Disk{disk})
-	}
-	if !ok {
-		disk.Status = StatusUnknown
-		disk.Reason = "unknown Glance image: no endorsed list names it"
-		return Decision{Reason: fmt.Sprintf("not endorsed: image %s: unknown Glance image (no subscribed list endorses its sha512; run `vmgate images` to see what is endorsed)", n.Root.ID), Disks: []Disk{disk}}
-	}
-	j.judgeEntry(&disk, e)
-	return j.conclude([]Disk{disk})
 }
 
 // judgeEntry sets the disk's status from what the snapshot says of its image.

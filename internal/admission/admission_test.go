@@ -47,7 +47,7 @@ type world struct {
 }
 
 func newWorld(t *testing.T) *world {
-	return &world{t: t, dir: t.TempDir(), meta: snapshot.Meta{Serial: 1, Created: now, Expires: now.Add(24 * time.Hour)}, cfg: config.Admission{Mode: config.ModeEnforce}}
+	return &world{t: t, dir: t.TempDir(), meta: snapshot.Meta{Serial: 1, Created: now, Expires: now.Add(24 * time.Hour)}, cfg: config.Admission{Mode: config.ModeEnforce, FirmwareDirs: config.DefaultFirmwareDirs(), Emulators: config.DefaultEmulators()}}
 }
 
 // image writes a base image file and returns its path and sha512.
@@ -97,9 +97,11 @@ func media(d *domain.Domain, i int, device string) *domain.Domain {
 	return d
 }
 
+// nova is a server as Nova's API describes it (vmgate terminate --cloud): no disks, judged by
+// its root image. nova_test.go builds instances as the hook sees them.
 func nova(root, rootType, project string) *domain.Domain {
 	return &domain.Domain{Name: "instance-0000002a", UUID: "7d3c1f0e-5b8a-4f1e-9c2d-0a1b2c3d4e5f", Nova: &domain.Nova{
-		Name: "analysis-node-3", UserID: "u1", ProjectID: project, Root: &domain.NovaRoot{Type: rootType, ID: root}}}
+		Name: "analysis-node-3", UserID: "u1", ProjectID: project, Root: &domain.NovaRoot{Type: rootType, ID: root}, FromAPI: true}}
 }
 
 func TestPlainDomains(t *testing.T) {
@@ -219,7 +221,7 @@ func TestNovaDomains(t *testing.T) {
 		{"unknown glance image", nova("11111111-2222-4333-8444-555555555555", "image", "p"), false, "not endorsed: image 11111111-2222-4333-8444-555555555555: unknown Glance image"},
 		{"boot from volume", nova("v1", "volume", "p"), false, "boots from volume v1"},
 		{"exempt project", nova("11111111-2222-4333-8444-555555555555", "image", "trusted-project"), true, ""},
-		{"no root", &domain.Domain{Name: "i", Nova: &domain.Nova{}}, false, "names no root disk"},
+		{"no root", &domain.Domain{Name: "i", Nova: &domain.Nova{FromAPI: true}}, false, "names no root disk"},
 	}
 	for _, c := range cases {
 		dec := j.Decide(c.d)

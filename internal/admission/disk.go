@@ -28,14 +28,20 @@ func (j *Judge) decideDisks(d *domain.Domain) Decision {
 			continue // a CD-ROM drive with no medium, say
 		}
 		disk := Disk{Target: dd.Target, Source: describeSource(dd)}
-		if p := j.exemptPattern(dd); p != "" {
-			j.judgeExempt(&disk, d, dd, p, mem)
-		} else {
-			j.judgeDisk(&disk, dd, mem)
-		}
+		j.judgePlainDisk(&disk, d, dd, mem)
 		disks = append(disks, disk)
 	}
 	return j.conclude(disks)
+}
+
+// judgePlainDisk judges one disk as plain libvirt does: exempt media, or the chain QEMU
+// opens down to an endorsed base. A Nova domain's disks that are not Nova's own come here.
+func (j *Judge) judgePlainDisk(disk *Disk, d *domain.Domain, dd *domain.Disk, mem *memo) {
+	if p := j.exemptPattern(dd); p != "" {
+		j.judgeExempt(disk, d, dd, p, mem)
+		return
+	}
+	j.judgeDisk(disk, dd, mem)
 }
 
 // memo loads the domain's memory at most once per decision, and only when a layer holds

@@ -129,6 +129,10 @@ type OpenStack struct {
 	// TrustedProjects are the projects (ids) of the image-sync tool (atrope, cloudkeeper),
 	// whose hash properties are believed for images whose sha512 Glance did not compute.
 	TrustedProjects []string `yaml:"trusted_projects"`
+	// AllowImageBlockDeviceMapping maps images whose properties give Nova block device
+	// mappings (block_device_mapping, bdm_v2), which make an instance boot from something
+	// other than the image's bytes. Off, such an image is not mapped to its endorsement.
+	AllowImageBlockDeviceMapping bool `yaml:"allow_image_block_device_mapping"`
 }
 
 // Sink types.
@@ -217,6 +221,12 @@ type Admission struct {
 	// Emulators are glob patterns (path.Match) on the path, symbolic links resolved, of the
 	// programs a domain's <emulator> may run as QEMU. Absent: DefaultEmulators().
 	Emulators []string `yaml:"emulators"`
+	// NovaInstancesPath is nova-compute's [DEFAULT] instances_path: instance disks are
+	// <path>/<uuid>/disk*, the hypervisor's copies of Glance images <path>/_base/<sha1>.
+	NovaInstancesPath string `yaml:"nova_instances_path"`
+	// NovaVolumesPath is where nova-compute mounts file-based Cinder volumes (NFS, ...):
+	// its [libvirt] nfs_mount_point_base and the like, $state_path/mnt by default.
+	NovaVolumesPath string `yaml:"nova_volumes_path"`
 }
 
 // DefaultFirmwareDirs are where Debian's and RHEL's packages put firmware and ROMs: OVMF
@@ -245,6 +255,12 @@ func DefaultEmulators() []string {
 		"/usr/libexec/qemu-kvm",  // RHEL (/usr/bin/qemu-kvm links to it)
 	}
 }
+
+// Defaults of the Nova paths, Nova's own.
+const (
+	DefaultNovaInstancesPath = "/var/lib/nova/instances"
+	DefaultNovaVolumesPath   = "/var/lib/nova/mnt"
+)
 
 // Subscription is one endorser's signed image list.
 type Subscription struct {
@@ -362,6 +378,12 @@ func (c *Config) fillDefaults() {
 	}
 	if c.Admission.Emulators == nil {
 		c.Admission.Emulators = DefaultEmulators()
+	}
+	if c.Admission.NovaInstancesPath == "" {
+		c.Admission.NovaInstancesPath = DefaultNovaInstancesPath
+	}
+	if c.Admission.NovaVolumesPath == "" {
+		c.Admission.NovaVolumesPath = DefaultNovaVolumesPath
 	}
 	if c.StateDir == "" {
 		c.StateDir = DefaultStateDir
@@ -482,6 +504,11 @@ func (a *Admission) validate() error {
 	for _, p := range a.Emulators {
 		if _, err := path.Match(p, ""); err != nil || !filepath.IsAbs(p) || filepath.Clean(p) != p {
 			return fmt.Errorf("config: admission.emulators: %q must be a clean absolute path or glob pattern", p)
+		}
+	}
+	for key, p := range map[string]string{"admission.nova_instances_path": a.NovaInstancesPath, "admission.nova_volumes_path": a.NovaVolumesPath} {
+		if p != "" && (!path.IsAbs(p) || path.Clean(p) != p || p == "/") {
+			return fmt.Errorf("config: %s: %q is not a clean absolute directory path", key, p)
 		}
 	}
 	return nil

@@ -103,6 +103,9 @@ type Disk struct {
 	// BackingStore is the chain below Source that libvirt put in the XML, if any. nil means
 	// the XML does not say and libvirt will read the image headers itself.
 	BackingStore *BackingStore
+	// Serial is the <serial> the guest sees; Nova sets it to the Cinder volume id of a
+	// volume. "" when absent.
+	Serial string
 }
 
 // Boot is what <os> says about booting.
@@ -202,6 +205,9 @@ type Nova struct {
 	// Ports are the Neutron ports with their addresses; empty for an instance booted with
 	// no network.
 	Ports []NovaPort
+	// FromAPI is set by callers that describe a server from Nova's API (which shows its
+	// image, not its disks), never by Parse: such a domain is judged by Root alone.
+	FromAPI bool
 }
 
 // NovaRoot is <nova:root>.

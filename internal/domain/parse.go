@@ -314,6 +314,7 @@ type diskXML struct {
 	Boot         []struct {
 		Order string `xml:"order,attr"`
 	} `xml:"boot"`
+	Serial []string `xml:"serial"`
 }
 
 type sourceXML struct {
@@ -567,6 +568,13 @@ func (x *diskXML) convert() (Disk, error) {
 		if n, err := strconv.Atoi(boot.Order); err == nil && n > 0 {
 			d.BootOrder = n
 		}
+	}
+	serial, err := one(x.Serial, "<serial>")
+	if err != nil {
+		return d, err
+	}
+	if serial != nil {
+		d.Serial = strings.TrimSpace(*serial)
 	}
 	if d.BackingStore, err = convertBackingStore(x.BackingStore, 1); err != nil {
 		return d, err

@@ -216,13 +216,15 @@ func TestWarnModeAllowsAndRecordsWarning(t *testing.T) {
 }
 
 func TestNovaFixtureRecordsOwnerAndAddresses(t *testing.T) {
-	n := newNode(t, "")
-	n.snapshot()
-	xml, err := os.ReadFile("../domain/testdata/nova-instance.xml")
+	raw, err := os.ReadFile("../domain/testdata/nova-instance.xml")
 	if err != nil {
 		t.Fatal(err)
 	}
-	code, stderr := n.run(string(xml), "instance-0000002a", "prepare", "begin", "-")
+	dir := t.TempDir()
+	xml, cfg := novaLayout(t, dir, string(raw), "7d3c1f0e-5b8a-4f1e-9c2d-0a1b2c3d4e5f", "4c0f6a7e-2b1d-4e3f-8a9b-5c6d7e8f9a0b")
+	n := newNode(t, cfg)
+	n.snapshot()
+	code, stderr := n.run(xml, "instance-0000002a", "prepare", "begin", "-")
 	if code != ExitRefuse || !strings.HasPrefix(stderr, "vmgate: not endorsed: image 4c0f6a7e-2b1d-4e3f-8a9b-5c6d7e8f9a0b: unknown Glance image") {
 		t.Fatalf("exit %d %q", code, stderr)
 	}

@@ -2,6 +2,7 @@ package openstack
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -96,6 +97,17 @@ func convert(im *images.Image) policy.GlanceImage {
 			gi.Properties[k] = v
 		}
 	}
+	// Glance keeps these as strings; any other type is kept as JSON so that it still counts.
+	for _, k := range policy.BootProperties {
+		switch v := im.Properties[k].(type) {
+		case nil:
+		case string:
+			gi.Properties[k] = v
+		default:
+			raw, _ := json.Marshal(v)
+			gi.Properties[k] = string(raw)
+		}
+	}
 	return gi
 }
 
@@ -132,7 +144,8 @@ func (g *Glance) action(ctx context.Context, id, name string) error {
 // ForSync is the Glance side of policy.Syncer for a configuration: nothing when
 // openstack.cloud is not set.
 func ForSync(c config.OpenStack) (policy.Glance, policy.GlanceOptions) {
-	opts := policy.GlanceOptions{DeactivateRevoked: c.DeactivateRevoked, TrustedProjects: c.TrustedProjects}
+	opts := policy.GlanceOptions{DeactivateRevoked: c.DeactivateRevoked, TrustedProjects: c.TrustedProjects,
+		AllowBlockDeviceMapping: c.AllowImageBlockDeviceMapping}
 	if c.Cloud == "" {
 		return nil, opts
 	}

@@ -48,7 +48,25 @@ const (
 	PropApplianceAttributes = "APPLIANCE_ATTRIBUTES"
 )
 
-// HashProperties are the properties GlanceImage.Properties needs.
+// Properties of a Glance image that make Nova boot an instance from something other than the
+// image's bytes: block device mappings (nova/block_device.py, nova/compute/api.py
+// _get_image_defined_bdms). A snapshot of a volume-backed instance carries them, and so can
+// any image a user uploads: the endorsed bytes with a mapping that boots another image, a
+// volume or a volume snapshot. Such an image is not mapped to its endorsement unless
+// openstack.allow_image_block_device_mapping. Other properties were considered and left:
+// "mappings" (EC2's legacy ephemeral and swap names, which Nova turns into blank disks
+// only), "root_device_name" (a device name), "img_config_drive" (forces a config drive),
+// "hw_rescue_device"/"hw_rescue_bus" (how a rescue disk is attached), "kernel_id" and
+// "ramdisk_id" (direct kernel boot, which the hook refuses).
+const (
+	PropBlockDeviceMapping = "block_device_mapping"
+	PropBDMv2              = "bdm_v2"
+)
+
+// BootProperties are the properties that make Nova boot something else than the image.
+var BootProperties = []string{PropBlockDeviceMapping, PropBDMv2}
+
+// HashProperties are the properties GlanceImage.Properties needs (with BootProperties).
 var HashProperties = []string{PropHashAlgo, PropHashValue, PropImageHash, PropSHA512, PropApplianceAttributes}
 
 // Sources of a Glance image's sha512.
@@ -65,6 +83,8 @@ type GlanceOptions struct {
 	// computed no sha512 of its own. Public images are believed too: Glance's default
 	// policy lets only admins publicize an image.
 	TrustedProjects []string
+	// AllowBlockDeviceMapping maps images with BootProperties all the same.
+	AllowBlockDeviceMapping bool
 }
 
 // GlanceState is what the last listing of Glance taught, kept in the state file so that a
@@ -76,6 +96,9 @@ type GlanceState struct {
 	LastError string    `json:"last_error,omitempty"`
 	// Images by Glance id: those whose sha512 is known to some subscription.
 	Images map[string]*GlanceImageState `json:"images"`
+	// Refused are images whose sha512 a subscription knows but that are not mapped, by
+	// Glance id, with the reason: their properties make Nova boot something else.
+	Refused map[string]string `json:"refused,omitempty"`
 }
 
 // GlanceImageState is one Glance image that vmgate maps to an image of the lists.
@@ -103,6 +126,9 @@ type GlanceReport struct {
 	Listed    int // images listed
 	Mapped    int // of them, mapped to an image of the lists
 	Conflicts int
+	// Refused are images of known sha512 left unmapped: their properties make Nova boot
+	// something else (block_device_mapping).
+	Refused   int
 	Untrusted int // carried only a property, on an image of a project not trusted
 	// Err is why Glance could not be listed; the previous mapping stays in force.
 	Err error
@@ -111,17 +137,38 @@ type GlanceReport struct {
 }
 
 // resolvedImage is one image's sha512 and where it came from; conflict explains a
-// disagreement between properties, untrusted an unbelieved property.
+// disagreement between properties, untrusted an unbelieved property, refused why the image
+// is not mapped whatever its sha512.
 type resolvedImage struct {
-	sha512, source, conflict string
-	untrusted                bool
+	sha512, source, conflict, refused string
+	untrusted                         bool
 }
 
-// resolveGlanceImage decides which sha512 a Glance image's bytes have. The hash Glance
-// computed itself wins; a sync tool's property is believed only when Glance computed none
-// (an image registered by location, or a cloud hashing with another algorithm), and only on
-// an image whose owner the site trusts.
+// bootOverride says which of the image's properties make Nova boot something other than
+// its bytes, "" when none does. bdm_v2 only says in which format block_device_mapping is
+// written; an empty mapping ("[]") maps nothing.
+func bootOverride(props map[string]string) string {
+	v, ok := props[PropBlockDeviceMapping]
+	if t := strings.TrimSpace(v); ok && t != "" && t != "[]" && t != "null" {
+		if strings.EqualFold(strings.TrimSpace(props[PropBDMv2]), "true") {
+			return PropBlockDeviceMapping + " (bdm_v2)"
+		}
+		return PropBlockDeviceMapping
+	}
+	return ""
+}
+
+// resolveGlanceImage decides which sha512 a Glance image's bytes have, and refuses to map an
+// image whose properties make Nova boot something else.
 func resolveGlanceImage(img *GlanceImage, opts *GlanceOptions) resolvedImage {
+	r := resolveGlanceHash(img, opts)
+	if p := bootOverride(img.Properties); p != "" && r.sha512 != "" && !opts.AllowBlockDeviceMapping {
+		r.refused = fmt.Sprintf("property %s makes Nova boot the instance from another image, volume or snapshot than these bytes: the image is not mapped (openstack.allow_image_block_device_mapping)", p)
+	}
+	return r
+}
+
+func resolveGlanceHash(img *GlanceImage, opts *GlanceOptions) resolvedImage {
 	claims := hashClaims(img.Properties)
 	if strings.EqualFold(img.Properties[PropHashAlgo], "sha512") {
 		if own, ok := normalSHA512(img.Properties[PropHashValue]); ok {
@@ -223,7 +270,7 @@ func resolveGlance(ctx context.Context, g Glance, opts *GlanceOptions, st *State
 		return rep, nil
 	}
 	known := knownHashes(st)
-	next := &GlanceState{Cloud: g.Label(), Listed: now, Images: map[string]*GlanceImageState{}}
+	next := &GlanceState{Cloud: g.Label(), Listed: now, Images: map[string]*GlanceImageState{}, Refused: map[string]string{}}
 	var events []Event
 	rep.Listed = len(images)
 	for i := range images {
@@ -239,6 +286,15 @@ func resolveGlance(ctx context.Context, g Glance, opts *GlanceOptions, st *State
 			continue
 		}
 		id := strings.ToLower(img.ID)
+		if r.refused != "" {
+			rep.Refused++
+			next.Refused[id] = r.refused
+			if prev.Refused[id] != r.refused {
+				events = append(events, Event{Event: EventGlanceConflict, Cloud: g.Label(), GlanceID: id, SHA512: r.sha512, Title: img.Name,
+					Message: fmt.Sprintf("Glance image %s (%s) has sha512 %s, but its %s", id, img.Name, short(r.sha512), r.refused)})
+			}
+			continue
+		}
 		old := prev.Images[id]
 		gi := &GlanceImageState{SHA512: r.sha512, Source: r.source, Name: img.Name, Owner: img.Owner, Status: img.Status}
 		if old != nil && old.SHA512 == r.sha512 {

@@ -241,3 +241,49 @@ func TestSyncDeactivatesRevokedGlanceImages(t *testing.T) {
 		t.Fatalf("not retried: %v", g.acted)
 	}
 }
+
+// An image whose block device mapping makes Nova boot something else is not mapped to the
+// endorsement of its bytes: the endorsed bytes uploaded again with a mapping that boots
+// another image would otherwise pass for endorsed.
+func TestSyncRefusesImagesWithBlockDeviceMappings(t *testing.T) {
+	s := newSite(t)
+	imgs := policytest.Images(1)
+	s.publish(list("1", imgs[0]))
+	const plain, mapped, empty = "22222222-aaaa-4000-8000-000000000001", "22222222-aaaa-4000-8000-000000000002", "22222222-aaaa-4000-8000-000000000003"
+	bdm := `[{"boot_index": 0, "source_type": "image", "destination_type": "local", "uuid": "33333333-aaaa-4000-8000-000000000009"}]`
+	g := &fakeGlance{images: []GlanceImage{
+		glanceImage(plain, imgs[0].SHA512),
+		withProps(glanceImage(mapped, imgs[0].SHA512), PropBlockDeviceMapping, bdm, PropBDMv2, "True"),
+		withProps(glanceImage(empty, imgs[0].SHA512), PropBlockDeviceMapping, "[]", PropBDMv2, "True"),
+	}}
+	rep := s.syncGlance(g, GlanceOptions{})
+	if gr := rep.Glance; gr.Mapped != 2 || gr.Refused != 1 || gr.Conflicts != 0 {
+		t.Fatalf("glance report %+v", gr)
+	}
+	if s.lookupGlance(mapped) != nil {
+		t.Fatal("an image with a block device mapping is mapped")
+	}
+	if s.lookupGlance(plain) == nil || s.lookupGlance(empty) == nil {
+		t.Fatal("an image without a block device mapping is not mapped")
+	}
+	var found bool
+	for _, ev := range s.history() {
+		if ev.Event == EventGlanceConflict && ev.GlanceID == mapped && strings.Contains(ev.Message, "block_device_mapping") {
+			found = true
+		}
+	}
+	if !found {
+		t.Fatal("no glance.conflict event names the mapping")
+	}
+	// Recorded once, not at every sync.
+	s.clock = s.clock.Add(time.Minute)
+	s.syncGlance(g, GlanceOptions{})
+	if n := countEvents(s.history(), EventGlanceConflict); n != 1 {
+		t.Fatalf("%d glance.conflict events, want 1", n)
+	}
+	// The site may allow it.
+	s.syncGlance(g, GlanceOptions{AllowBlockDeviceMapping: true})
+	if s.lookupGlance(mapped) == nil {
+		t.Fatal("allowed image with a block device mapping is not mapped")
+	}
+}

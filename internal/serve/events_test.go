@@ -183,7 +183,7 @@ func (h *fakeHost) run(name, glance string) string {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	vm := terminate.VM{Name: name, UUID: "00000000-0000-4000-8000-" + fmt.Sprintf("%012x", len(name)*1000+int(name[0])),
-		Domain: &domain.Domain{Name: name, Nova: &domain.Nova{UserID: "u", ProjectID: "p", Root: &domain.NovaRoot{Type: "image", ID: glance}}}}
+		Domain: &domain.Domain{Name: name, Nova: &domain.Nova{UserID: "u", ProjectID: "p", Root: &domain.NovaRoot{Type: "image", ID: glance}, FromAPI: true}}}
 	for i := range h.vms {
 		if h.vms[i].Name == name {
 			h.vms[i] = vm

@@ -102,7 +102,7 @@ func running(s *servers.Server) bool {
 // hook.
 func novaDomain(s *servers.Server) (*domain.Domain, error) {
 	d := &domain.Domain{Type: "kvm", Name: s.InstanceName, UUID: strings.ToLower(s.ID),
-		Nova: &domain.Nova{Name: s.Name, UserID: s.UserID, ProjectID: s.TenantID}}
+		Nova: &domain.Nova{Name: s.Name, UserID: s.UserID, ProjectID: s.TenantID, FromAPI: true}}
 	if d.Name == "" {
 		d.Name = s.Name
 	}

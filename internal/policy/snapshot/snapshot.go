@@ -6,6 +6,7 @@
 package snapshot
 
 import (
+	"crypto/sha1"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -29,7 +30,10 @@ var (
 	bucketSHA512 = []byte("sha512")
 	bucketGlance = []byte("glance")
 	bucketBlocks = []byte("blocks")
-	keyMeta      = []byte("meta")
+	// bucketNovaBase maps the sha1 of a Glance id (20 bytes) to the id: Nova names the
+	// hypervisor's copy of an image <instances_path>/_base/<sha1 hex of the id>.
+	bucketNovaBase = []byte("nova_base")
+	keyMeta        = []byte("meta")
 )
 
 // Status of an image in one subscription's list.
@@ -211,6 +215,61 @@ func (s *Snapshot) LookupGlance(id string) (*Entry, bool, error) {
 	return s.get(bucketGlance, []byte(strings.ToLower(id)))
 }
 
+// ErrNoNovaIndex is returned by LookupNovaBase on a snapshot written before the index of
+// Nova's base file names existed.
+var ErrNoNovaIndex = errors.New("the snapshot has no index of Nova base images (written by an older vmgate): run `vmgate sync`")
+
+// NovaBaseName is the file name Nova gives the hypervisor's copy of a Glance image under
+// <instances_path>/_base: the sha1 hex of the image id (nova.virt.imagecache.get_cache_fname).
+// Glance ids are lower-case uuids, as Nova stores them.
+func NovaBaseName(glanceID string) string {
+	h := sha1.Sum([]byte(strings.ToLower(glanceID)))
+	return hex.EncodeToString(h[:])
+}
+
+// LookupNovaBase finds the Glance image whose Nova base file is named name (40 hex digits)
+// and the image behind it, in one read. ok is false when no mapped Glance id has that name.
+// sha1 is used as Nova uses it, as a name: a collision would need a second preimage of a
+// Glance id that vmgate sync mapped, and only Nova writes under _base.
+func (s *Snapshot) LookupNovaBase(name string) (glanceID string, e *Entry, ok bool, err error) {
+	key, err := hex.DecodeString(name)
+	if err != nil || len(key) != sha1.Size || strings.ToLower(name) != name {
+		return "", nil, false, fmt.Errorf("snapshot lookup: %q is not a Nova base image name", name)
+	}
+	err = s.db.View(func(tx *bolt.Tx) error {
+		nb := tx.Bucket(bucketNovaBase)
+		if nb == nil {
+			return ErrNoNovaIndex
+		}
+		id := nb.Get(key)
+		if id == nil {
+			return nil
+		}
+		glanceID = string(id)
+		gb, sb := tx.Bucket(bucketGlance), tx.Bucket(bucketSHA512)
+		if gb == nil || sb == nil {
+			return errors.New("missing buckets")
+		}
+		sum := gb.Get(id)
+		if sum == nil {
+			return fmt.Errorf("Glance id %s has no sha512", glanceID)
+		}
+		v := sb.Get(sum)
+		if v == nil {
+			return fmt.Errorf("Glance id %s names a missing image", glanceID)
+		}
+		e = new(Entry)
+		return json.Unmarshal(v, e)
+	})
+	if errors.Is(err, ErrNoNovaIndex) {
+		return "", nil, false, err
+	}
+	if err != nil {
+		return "", nil, false, fmt.Errorf("snapshot lookup: corrupt entry: %w", err)
+	}
+	return glanceID, e, e != nil, nil
+}
+
 // get looks key up in bucket; the glance bucket maps to a sha512 key, looked up in turn.
 func (s *Snapshot) get(bucket, key []byte) (*Entry, bool, error) {
 	var e *Entry
@@ -321,6 +380,10 @@ func fill(tx *bolt.Tx, meta Meta, entries []Entry) error {
 	if err != nil {
 		return err
 	}
+	nb, err := tx.CreateBucket(bucketNovaBase)
+	if err != nil {
+		return err
+	}
 	sb, err := tx.CreateBucket(bucketSHA512)
 	if err != nil {
 		return err
@@ -355,6 +418,13 @@ func fill(tx *bolt.Tx, meta Meta, entries []Entry) error {
 				return fmt.Errorf("glance image %s maps to two sha512 values", id)
 			}
 			if err := gb.Put([]byte(id), k.key); err != nil {
+				return err
+			}
+			base := sha1.Sum([]byte(strings.ToLower(id)))
+			if other := nb.Get(base[:]); other != nil {
+				return fmt.Errorf("glance images %s and %s have the same Nova base name", other, id)
+			}
+			if err := nb.Put(base[:], []byte(id)); err != nil {
 				return err
 			}
 		}

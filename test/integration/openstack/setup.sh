@@ -47,6 +47,10 @@ FLAVOR=m1.vmgate
 PACKAGES=(keystone glance-api placement-api nova-api nova-conductor nova-scheduler nova-compute
 	nova-compute-qemu neutron-server neutron-common rabbitmq-server python3-openstackclient
 	python3-osc-placement python3-openstacksdk python3-psycopg2 "postgresql-$PG_VERSION" uwsgi-core uwsgi-plugin-python3 curl)
+# Installed when missing but left out of the version stamp of one-time steps (once), which
+# only the services' packages decide. genisoimage: Nova writes config drives with it
+# (nova-compute only suggests it).
+TOOL_PACKAGES=(genisoimage)
 
 # The services this script runs as its own processes, in start order; down stops them in reverse.
 SERVICES=(keystone glance placement neutron nova-api nova-conductor nova-scheduler nova-compute)
@@ -98,7 +102,7 @@ once() {
 
 install_packages() {
 	local missing=() p created_policy=0
-	for p in "${PACKAGES[@]}"; do
+	for p in "${PACKAGES[@]}" "${TOOL_PACKAGES[@]}"; do
 		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 	done
 	((${#missing[@]})) || return 0
@@ -586,7 +590,9 @@ PY
 nova_cells() {
 	logged nova-manage nova-manage api_db sync
 	logged nova-manage nova-manage cell_v2 map_cell0
-	if ! nova-manage cell_v2 list_cells 2>/dev/null | grep -q ' cell1 '; then
+	# grep reads all of it: with pipefail, grep -q stopping early makes nova-manage die of
+	# SIGPIPE and the test fail.
+	if ! nova-manage cell_v2 list_cells 2>/dev/null | grep ' cell1 ' >/dev/null; then
 		logged nova-manage nova-manage cell_v2 create_cell --name cell1
 	fi
 	logged nova-manage nova-manage db sync
