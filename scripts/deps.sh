@@ -5,8 +5,8 @@ set -euo pipefail
 
 COSIGN_VERSION=v2.6.5
 # gcc and libc6-dev: vmgate reaches libvirt through cgo (without a C compiler go turns cgo off
-# and the build fails on the libvirt package).
-DEBIAN_PACKAGES=(openssl ca-certificates hyperfine qemu-utils time rsyslog rsyslog-gnutls gcc libc6-dev)
+# and the build fails on the libvirt package). ovmf: UEFI guests, for the firmware allowlist's test.
+DEBIAN_PACKAGES=(openssl ca-certificates hyperfine qemu-utils time rsyslog rsyslog-gnutls gcc libc6-dev ovmf)
 
 if ! command -v go >/dev/null; then
 	echo "deps: needs the Go toolchain (go) on PATH, to build vmgate and the cosign CLI" >&2

@@ -398,3 +398,66 @@ func TestHugeRefusalIsRecorded(t *testing.T) {
 		t.Errorf("trace verify: exit %d\n%s%s", code, out, stderr)
 	}
 }
+
+// TestUEFIFirmwareFromTheSystem: a domain on the system's OVMF (Debian's ovmf, under
+// admission.firmware_dirs by default) with its NVRAM made from the system's template starts
+// under the enforcing hook; the same domain with a copy of the firmware, or of the NVRAM
+// template, in a directory of the user's is refused with vmgate's reason.
+func TestUEFIFirmwareFromTheSystem(t *testing.T) {
+	const code, vars = "/usr/share/OVMF/OVMF_CODE_4M.fd", "/usr/share/OVMF/OVMF_VARS_4M.fd"
+	l := requireLibvirt(t)
+	for _, f := range []string{code, vars} {
+		if _, err := os.Stat(f); err != nil {
+			t.Fatalf("Debian's ovmf is not installed (scripts/deps.sh installs it): %v", err)
+		}
+	}
+	s := newSite(t, "")
+	disk, img := s.baseImage("endorsed.raw")
+	s.publish(img)
+	if out, stderr, code := s.vmgate("sync"); code != 0 {
+		t.Fatalf("sync: exit %d\n%s%s", code, out, stderr)
+	}
+	s.installVMGateHook(l)
+	dir := t.TempDir()
+	copyOf := func(src string) string {
+		data, err := os.ReadFile(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := filepath.Join(dir, filepath.Base(src))
+		if err := os.WriteFile(p, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	userCode, userVars := copyOf(code), copyOf(vars)
+	uefi := func(loader, template string) deviceDomain {
+		return deviceDomain{Disk: disk, Domain: "<features><acpi/></features>", // UEFI needs ACPI
+			OS: "<loader readonly='yes' type='pflash'>" + loader + "</loader>" +
+				"<nvram template='" + template + "'>" + filepath.Join(t.TempDir(), "vars.fd") + "</nvram>"}
+	}
+
+	system := defineDeviceDomain(t, l, "uefi-system", uefi(code, vars))
+	if stderr, err := system.Start(); err != nil {
+		t.Fatalf("a domain on the system's OVMF was refused: %v\n%s", err, stderr)
+	}
+	if state, err := system.State(); err != nil || state != "running" {
+		t.Fatalf("state %q, %v", state, err)
+	}
+	for _, c := range []struct {
+		name, loader, template, reason string
+	}{
+		{"uefi-user-code", userCode, vars, "vmgate: firmware not allowed: <os><loader> " + userCode + " is outside admission.firmware_dirs"},
+		{"uefi-user-vars", code, userVars, "vmgate: firmware not allowed: <os><nvram template> " + userVars + " is outside admission.firmware_dirs"},
+	} {
+		d := defineDeviceDomain(t, l, c.name, uefi(c.loader, c.template))
+		stderr, err := d.Start()
+		if err == nil {
+			t.Errorf("%s: started; want refused", c.name)
+			continue
+		}
+		if !strings.Contains(stderr, c.reason) {
+			t.Errorf("%s: virsh said\n%s\nwant %q", c.name, stderr, c.reason)
+		}
+	}
+}

@@ -322,7 +322,8 @@ func (d *Domain) remove(t testing.TB) {
 			t.Errorf("cleanup: %v", err)
 		}
 	}
-	if _, _, err := d.l.Virsh("undefine", d.Name); err != nil {
+	// --nvram: libvirt refuses to undefine a UEFI domain that keeps its NVRAM file.
+	if _, _, err := d.l.Virsh("undefine", "--nvram", d.Name); err != nil {
 		t.Errorf("cleanup: %v", err)
 	}
 }
